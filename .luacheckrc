@@ -1,0 +1,11 @@
+-- luacheck configuration: std per folder
+std = "max"
+max_line_length = 120
+codes = true
+exclude_files = { "build/", "luarocks-tree/", "demo/" }
+
+files["spec/"] = { std = "+busted" }
+files["lua/exactonline/sandbox/"] = { std = "ngx_lua" }
+files["lua/exactonline/transport/ngx.lua"] = { std = "ngx_lua" }
+files["lua/exactonline/shdict_store.lua"] = { std = "ngx_lua" }
+files["bin/exactonline"] = { std = "max" }

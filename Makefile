@@ -1,0 +1,89 @@
+# exactonline: build the C core for Lua 5.4 and for OpenResty's LuaJIT, run the specs, the demo.
+#
+#   make            build/lua5.4/exactonline/core.so
+#   make luajit     build/luajit/exactonline/core.so
+#   make test       install missing Debian packages, build both, run the specs under both VMs
+#   make demo       install missing Debian packages, build, run the CLI against the sandbox
+#   make lint       luacheck
+#   make install    install the module, Lua files and CLI under $(DESTDIR)$(PREFIX)
+
+CC        ?= cc
+CFLAGS    ?= -O2 -g
+WARNFLAGS ?= -Wall -Wextra -Werror
+LIBFLAG   ?= -shared
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+PKG_CONFIG ?= pkg-config
+
+# Lua headers: LUA_INCDIR / LUAJIT_INCDIR override pkg-config.
+LUA_INCDIR    ?=
+LUAJIT_INCDIR ?=
+LUA54_CFLAGS  = $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4))
+LUAJIT_CFLAGS = $(if $(LUAJIT_INCDIR),-I$(LUAJIT_INCDIR),$(shell $(PKG_CONFIG) --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1))
+DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags libcurl libcrypto 2>/dev/null)
+DEP_LIBS   = $(shell $(PKG_CONFIG) --libs libcurl libcrypto 2>/dev/null || echo -lcurl -lcrypto)
+
+MOD_CFLAGS = -std=gnu99 -fPIC -fvisibility=hidden $(WARNFLAGS) $(DEP_CFLAGS) $(CFLAGS)
+
+SRCS := $(sort $(wildcard csrc/*.c))
+HDRS := $(wildcard csrc/*.h)
+
+LUA_SHARE  = $(DESTDIR)$(PREFIX)/share/lua/5.4
+LUA_LIB    = $(DESTDIR)$(PREFIX)/lib/lua/5.4
+BIN_DIR    = $(DESTDIR)$(PREFIX)/bin
+
+# Debian packages the build, the specs and the demo need.
+DEB_PACKAGES = lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-check \
+               luarocks lua-socket lua-sec libluajit2-5.1-dev luajit2 nginx libnginx-mod-http-lua \
+               lua-sql-postgres postgresql openssl python3 gcc make pkg-config util-linux
+
+.PHONY: all lua54 luajit test test-run demo demo-run deps lint install clean bench memcheck asan
+
+all: lua54
+
+lua54: build/lua5.4/exactonline/core.so
+luajit: build/luajit/exactonline/core.so
+
+build/lua5.4/exactonline/core.so: $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(LUA54_CFLAGS) $(MOD_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(DEP_LIBS) $(LDFLAGS)
+
+build/luajit/exactonline/core.so: $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(LUAJIT_CFLAGS) $(MOD_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(DEP_LIBS) $(LDFLAGS)
+
+# deps runs first in its own make, so pkg-config answers after the packages are there.
+deps:
+	@sh .ci/deps.sh $(DEB_PACKAGES)
+
+test:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory test-run
+
+test-run: lua54 luajit
+	@sh spec/run.sh
+
+demo:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: lua54
+	@lua5.4 bin/exactonline demo
+
+lint:
+	luacheck lua spec bin/exactonline
+
+bench:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory lua54 luajit
+	@lua5.4 bench/run.lua
+
+install: lua54
+	install -d $(LUA_SHARE)/exactonline $(LUA_LIB)/exactonline $(BIN_DIR)
+	cd lua && find exactonline -type d -exec install -d $(LUA_SHARE)/{} \;
+	cd lua && find exactonline -type f -name '*.lua' -exec install -m 644 {} $(LUA_SHARE)/{} \;
+	install -m 755 build/lua5.4/exactonline/core.so $(LUA_LIB)/exactonline/core.so
+	install -m 755 bin/exactonline $(BIN_DIR)/exactonline
+
+clean:
+	rm -rf build

@@ -1,0 +1,32 @@
+/* exactonline.core: the C part of require "exactonline". */
+#include <curl/curl.h>
+#include <pthread.h>
+#include "eo.h"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_OK;
+
+/* curl_global_init is not thread-safe: once per process, whatever number of Lua states load us. */
+static void init_curl(void) {
+    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+EO_EXPORT int luaopen_exactonline_core(lua_State *L) {
+    pthread_once(&curl_once, init_curl);
+    if (curl_init_result != CURLE_OK)
+        return luaL_error(L, "exactonline: libcurl failed to initialise: %s",
+                          curl_easy_strerror(curl_init_result));
+    lua_newtable(L);
+    lua_pushliteral(L, EO_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, curl_version());
+    lua_setfield(L, -2, "curl_version");
+    eo_open_error(L);
+    eo_open_http(L);
+    eo_open_oauth(L);
+    eo_open_api(L);
+    eo_open_client(L);
+    eo_open_webhook(L);
+    eo_open_fileio(L);
+    return 1;
+}

@@ -1,0 +1,50 @@
+--- exactonline: a client for the Exact Online API.
+-- `require "exactonline"` is this file; the C part is `exactonline.core`.
+local core = require "exactonline.core"
+
+local require, setmetatable, rawset = require, setmetatable, rawset
+
+local _M = {
+  _VERSION = core.version,
+  version = core.version,
+  core = core,
+}
+
+--- Create a client. See README "API".
+function _M.new(config)
+  return require("exactonline.client").new(config)
+end
+
+--- The atomic, locked JSON file store.
+function _M.file_store(path, opts)
+  return require("exactonline.file_store").new(path, opts)
+end
+
+--- The default in-memory store.
+function _M.memory_store(tokens)
+  return require("exactonline.memory_store").new(tokens)
+end
+
+--- Tokens in an nginx lua_shared_dict, shared by all workers.
+function _M.shdict_store(dict_name, backing_store)
+  return require("exactonline.shdict_store").new(dict_name, backing_store)
+end
+
+--- Stores for databases: exactonline.stores.postgres{…}. Loaded on first use.
+_M.stores = setmetatable({}, {
+  __index = function(t, name)
+    local mod = require("exactonline.stores." .. name)
+    rawset(t, name, mod.new)
+    return mod.new
+  end,
+})
+
+--- Check an Exact Online webhook delivery: true | false, reason.
+function _M.verify_webhook(raw_body, webhook_secret)
+  return core.verify_webhook(raw_body, webhook_secret)
+end
+
+--- Is v an exactonline error object?
+_M.is_error = core.is_error
+
+return _M

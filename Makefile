@@ -71,7 +71,7 @@ demo-run: lua54
 	@lua5.4 bin/exactonline demo
 
 lint:
-	luacheck lua spec bin/exactonline
+	luacheck lua spec bin/exactonline rockspec/gen.lua
 
 bench:
 	@$(MAKE) --no-print-directory deps

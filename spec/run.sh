@@ -10,7 +10,7 @@ run() {
   echo "== specs under $vm"
   EXACTONLINE_VM=$vm \
   LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;" \
-  LUA_CPATH="$root/build/$vm/?.so;;" LUA_CPATH_5_4="$root/build/$vm/?.so;;" \
+  LUA_CPATH="$root/build/$vm/?.so;;" LUA_CPATH_5_4="$root/build/lua5.4/?.so;;" \
     "$@" /usr/bin/busted -o utfTerminal ${BUSTED_ARGS:-} 2>&1 | tee -a "$log"
   # busted's own exit status is lost in the pipe: read its summary instead
 }

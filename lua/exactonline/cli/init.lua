@@ -1,5 +1,5 @@
 --- The command-line tool: dispatches `exactonline COMMAND …` to exactonline.cli.COMMAND.
-local io, os, pcall, require, tostring = io, os, pcall, require, tostring
+local io, ipairs, pcall, require, tostring = io, ipairs, pcall, require, tostring
 
 local _M = {}
 

@@ -1,0 +1,68 @@
+--- Progress for long exports: a self-updating line on stderr when it is a terminal, plain log lines
+-- otherwise (cron mails, CI logs). Shows rows, pages, rows/s and the calls left this minute and today.
+local io, os, pcall, require, type = io, os, pcall, require, type
+local floor, format = math.floor, string.format
+
+local _M = {}
+
+local clock
+do
+  local ok, socket = pcall(require, "socket")
+  if ok and type(socket) == "table" and socket.gettime then clock = socket.gettime else clock = os.time end
+end
+_M.clock = clock
+
+--- Is stderr a terminal? (asks test(1), which inherits our fd 2)
+function _M.stderr_is_tty()
+  local ok, how, code = os.execute("test -t 2")
+  if type(ok) == "number" then return ok == 0 end -- Lua 5.1 / LuaJIT without 5.2 compat
+  return ok == true and how == "exit" and code == 0
+end
+
+local function left(limits)
+  if type(limits) ~= "table" then return "" end
+  local m, d = limits.minutely_remaining, limits.daily_remaining
+  if not m and not d then return "" end
+  return format(", calls left %s this minute, %s today", m and format("%d", m) or "?", d and format("%d", d) or "?")
+end
+
+--- new{ label = "export crm/Accounts", tty = bool, out = io.stderr, limits = function() … end }
+function _M.new(opts)
+  local p = {
+    label = opts.label or "export", tty = opts.tty, out = opts.out or io.stderr,
+    limits = opts.limits, rows = 0, pages = 0, started = clock(),
+  }
+
+  local function line()
+    local elapsed = clock() - p.started
+    local rate = elapsed > 0 and floor(p.rows / elapsed + 0.5) or p.rows
+    local lim = p.limits and p.limits() or nil
+    return format("%s: %d rows, %d pages, %d rows/s%s", p.label, p.rows, p.pages, rate, left(lim))
+  end
+
+  function p.page(_, n)
+    p.pages = p.pages + 1
+    p.rows = p.rows + (n or 0)
+    if p.tty then
+      p.out:write("\r", line(), "\27[K")
+    else
+      p.out:write(line(), "\n")
+    end
+    p.out:flush()
+  end
+
+  function p.done(_, msg)
+    if p.tty then p.out:write("\r", line(), "\27[K\n") end
+    if msg then p.out:write(msg, "\n") end
+    p.out:flush()
+  end
+
+  function p.abort()
+    if p.tty and p.pages > 0 then p.out:write("\n") end
+    p.out:flush()
+  end
+
+  return p
+end
+
+return _M

@@ -1,0 +1,201 @@
+--- The token file store: one JSON file, replaced atomically, guarded by a sidecar flock.
+-- store = file_store.new(path, opts) is a table of plain functions (no self):
+--   store.load()        --> tokens | nil (no file yet) | nil, err
+--   store.save(tokens)  --> true | true, "kept_newer" | nil, err
+--   store.lock(timeout) --> true | nil, err      store.unlock()
+-- See README "Token storage".
+local core = require "exactonline.core"
+local cjson = require("cjson").new()
+
+local type, tostring, tonumber, pairs, pcall = type, tostring, tonumber, pairs, pcall
+local os_getenv = os.getenv
+local error = error
+
+local _M = {}
+
+local FORMAT = "exactonline-tokens/1"
+_M.FORMAT = FORMAT
+
+local FIELDS = { "access_token", "refresh_token", "expires_at", "obtained_at", "refresh_obtained_at" }
+
+local function store_error(code, message, hint)
+  return core.error { kind = "store", code = code, message = message, hint = hint }
+end
+
+--- `~`, `~/…`, `$XDG_CONFIG_HOME`, `${XDG_CONFIG_HOME}` and `$HOME` expansion.
+function _M.expand(path)
+  if type(path) ~= "string" or path == "" then
+    error("exactonline.file_store: path must be a non-empty string", 3)
+  end
+  local home = os_getenv("HOME")
+  local xdg = os_getenv("XDG_CONFIG_HOME")
+  if not xdg or xdg == "" then xdg = home and (home .. "/.config") end
+  local missing
+  local function var(name)
+    if name == "XDG_CONFIG_HOME" then return xdg end
+    local v = os_getenv(name)
+    if v == nil then missing = name end
+    return v or ""
+  end
+  if path == "~" or path:sub(1, 2) == "~/" then
+    if not home then return nil, store_error("no_home", "cannot expand ~ in " .. path .. ": HOME is not set",
+      "set HOME or give an absolute path") end
+    path = home .. path:sub(2)
+  end
+  path = path:gsub("%${([%w_]+)}", var):gsub("%$([%a_][%w_]*)", var)
+  if missing then
+    return nil, store_error("no_env", "cannot expand $" .. missing .. " in the token path: it is not set",
+      "set " .. missing .. " or give an absolute path")
+  end
+  return path
+end
+
+--- `$XDG_CONFIG_HOME/exactonline/tokens.json`, falling back to `~/.config/exactonline/tokens.json`.
+function _M.default_path()
+  local xdg = os_getenv("XDG_CONFIG_HOME")
+  if xdg and xdg ~= "" then return xdg .. "/exactonline/tokens.json" end
+  local home = os_getenv("HOME")
+  if not home or home == "" then
+    return nil, store_error("no_home", "no default token path: neither XDG_CONFIG_HOME nor HOME is set",
+      "set XDG_CONFIG_HOME or HOME, or give the store a path")
+  end
+  return home .. "/.config/exactonline/tokens.json"
+end
+
+-- The chain's age: refresh_obtained_at (when this refresh token was issued), then obtained_at.
+local function age(t)
+  return tonumber(t.refresh_obtained_at) or tonumber(t.obtained_at) or -1, tonumber(t.obtained_at) or -1
+end
+
+--- Is a strictly newer than b?
+function _M.newer(a, b)
+  local ar, ao = age(a)
+  local br, bo = age(b)
+  if ar ~= br then return ar > br end
+  return ao > bo
+end
+
+local function copy_tokens(t)
+  local out = {}
+  for _, k in pairs(FIELDS) do out[k] = t[k] end
+  return out
+end
+
+-- Parse the file's text: tokens | nil, err (corrupt, empty or foreign: code "corrupt" / "foreign").
+local function parse(path, text)
+  if text:match("^%s*$") then
+    return nil, store_error("corrupt", path .. " is empty, not an exactonline token file",
+      "nothing was overwritten; remove the file (or pass force = true) and log in again")
+  end
+  local ok, doc = pcall(cjson.decode, text)
+  if not ok or type(doc) ~= "table" then
+    return nil, store_error("corrupt", path .. " is not valid JSON, so it is not an exactonline token file",
+      "nothing was overwritten; inspect it, then remove it (or pass force = true) and log in again")
+  end
+  if doc.format ~= FORMAT or type(doc.tokens) ~= "table" then
+    local fmt = type(doc.format) == "string" and (" (format " .. doc.format .. ")") or ""
+    return nil, store_error("foreign", path .. " is JSON but not an exactonline token file" .. fmt,
+      "nothing was overwritten; give the store another path, or remove the file and log in again")
+  end
+  local t = copy_tokens(doc.tokens)
+  if type(t.refresh_token) ~= "string" and type(t.access_token) ~= "string" then
+    return nil, store_error("corrupt", path .. " holds no tokens",
+      "nothing was overwritten; remove the file and log in again")
+  end
+  return t
+end
+
+--- file_store.new(path, opts) --> store
+-- opts.force: let save replace a file it cannot parse (default false)
+-- opts.lock_timeout: default seconds for lock() (default 30)
+function _M.new(path, opts)
+  opts = opts or {}
+  if path == nil then
+    local err
+    path, err = _M.default_path()
+    if not path then error(tostring(err), 2) end
+  end
+  local p, perr = _M.expand(path)
+  if not p then error(tostring(perr), 2) end
+  path = p
+  local dir, base = path:match("^(.*)/([^/]+)$")
+  if not dir then dir, base = ".", path end
+  if dir == "" then dir = "/" end
+  if base == "" or base == "." or base == ".." then
+    error("exactonline.file_store: path must name a file, not a folder: " .. path, 2)
+  end
+  local lock_path = path .. ".lock"
+  local force = opts.force and true or false
+  local default_timeout = tonumber(opts.lock_timeout) or 30
+
+  local store = { path = path, lock_path = lock_path }
+  local held -- the lock userdata while this store holds the lock
+
+  local function read()
+    local text, err = core.read_private(path)
+    if text == false then return nil end
+    if not text then return nil, err end
+    return parse(path, text)
+  end
+
+  function store.load()
+    local t, err = read()
+    if err then return nil, err end
+    return t
+  end
+
+  -- lock for the duration of fn when the caller does not hold the store's lock
+  local function locked(fn, ...)
+    if held then return fn(...) end
+    local ok, err = store.lock(default_timeout)
+    if not ok then return nil, err end
+    local pok, a, b = pcall(fn, ...)
+    store.unlock()
+    if not pok then error(a, 0) end
+    return a, b
+  end
+
+  local function write(tokens)
+    local current, err = read()
+    if err and not (force and (err.code == "corrupt" or err.code == "foreign")) then return nil, err end
+    if current and _M.newer(current, tokens) then -- never an older chain over a newer one
+      return true, "kept_newer"
+    end
+    local doc = { format = FORMAT, tokens = copy_tokens(tokens) }
+    local ok, werr = core.atomic_write(path, cjson.encode(doc), 384) -- 0600
+    if not ok then return nil, werr end
+    return true
+  end
+
+  function store.save(tokens)
+    if type(tokens) ~= "table" then error("exactonline.file_store: save(tokens) needs a table", 2) end
+    local ok, err = core.mkdir_p(dir, 448) -- 0700
+    if not ok then return nil, err end
+    return locked(write, tokens)
+  end
+
+  function store.lock(timeout)
+    if held then
+      return nil, store_error("lock_held", "this store already holds the lock on " .. lock_path,
+        "call unlock() before lock() again")
+    end
+    local ok, err = core.mkdir_p(dir, 448)
+    if not ok then return nil, err end
+    local lk, lerr = core.flock(lock_path, tonumber(timeout) or default_timeout)
+    if not lk then return nil, lerr end
+    held = lk
+    core.clean_temps(dir, base) -- temp files a crashed writer left; safe under the lock
+    return true
+  end
+
+  function store.unlock()
+    local lk = held
+    held = nil
+    if lk then lk:unlock() end
+    return true
+  end
+
+  return store
+end
+
+return _M

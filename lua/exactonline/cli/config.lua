@@ -110,7 +110,9 @@ _M.client_keys = { "client_id", "client_secret", "redirect_uri" }
 --- The token file store for these settings.
 function _M.store(s)
   local exactonline = require "exactonline"
-  return exactonline.file_store(s.token_file)
+  local ok, store = pcall(exactonline.file_store, s.token_file)
+  if not ok then return nil, tostring(store) end
+  return store
 end
 
 --- client(s) --> client | nil, message.  Needs client_id, client_secret, redirect_uri.
@@ -153,13 +155,8 @@ function _M.read_info(s)
 end
 
 function _M.write_info(s, info)
-  local path = info_path(s)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "w")
-  if not f then return nil, err end
-  f:write(require("cjson").encode(info), "\n")
-  f:close()
-  return os.rename(tmp, path)
+  local core = require "exactonline.core"
+  return core.atomic_write(info_path(s), require("cjson").encode(info) .. "\n", 384) -- 0600
 end
 
 return _M

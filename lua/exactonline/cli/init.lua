@@ -1,5 +1,6 @@
 --- The command-line tool: dispatches `exactonline COMMAND …` to exactonline.cli.COMMAND.
-local io, ipairs, pcall, require, tostring = io, ipairs, pcall, require, tostring
+local io, ipairs, os, pcall, require, tostring, type, xpcall = io, ipairs, os, pcall, require, tostring, type, xpcall
+local traceback = debug.traceback
 
 local _M = {}
 
@@ -24,8 +25,18 @@ end
 --- main(args, root) --> exit code
 function _M.main(args, root)
   local name = args[1]
+  if name == "help" and args[2] then
+    name, args = args[2], { args[2], "--help" }
+  end
   if name == nil or name == "--help" or name == "-h" or name == "help" then
     usage(name and io.stdout or io.stderr)
+    if name then
+      io.stdout:write(
+        "\nconfiguration: flags > environment (EXACT_CLIENT_ID, EXACT_CLIENT_SECRET, EXACT_REDIRECT_URI,\n",
+        "EXACT_REGION or EXACT_BASE_URL, EXACT_DIVISION, EXACT_TOKEN_FILE, EXACT_CAFILE) > the Lua file\n",
+        "$XDG_CONFIG_HOME/exactonline/config.lua, e.g. return { client_id = \"…\", region = \"nl\" }\n\n",
+        "example:\n  exactonline auth && exactonline export crm/Accounts -o accounts.csv && exactonline token\n")
+    end
     return name and 0 or 2
   end
   if name == "--version" then
@@ -48,9 +59,20 @@ function _M.main(args, root)
   end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end
-  local ok2, code = pcall(cmd.main, rest, root)
+  -- Failures print as one line (tostring of the error object); EXACTONLINE_DEBUG=1 adds a traceback.
+  local debug_on = os.getenv("EXACTONLINE_DEBUG")
+  local ok2, code = xpcall(function() return cmd.main(rest, root) end, function(e)
+    if debug_on and debug_on ~= "" and debug_on ~= "0" then return traceback(tostring(e), 2) end
+    return e
+  end)
   if not ok2 then
-    io.stderr:write("exactonline ", name, ": ", tostring(code), "\n")
+    local msg = tostring(code)
+    if type(code) ~= "table" then msg = msg:gsub("^[^%s:]+%.lua:%d+: ", "") end
+    if msg:match("interrupted!?$") then
+      io.stderr:write("exactonline ", name, ": interrupted\n")
+      return 130
+    end
+    io.stderr:write("exactonline ", name, ": ", msg, "\n")
     return 1
   end
   return code or 0

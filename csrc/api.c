@@ -1,6 +1,460 @@
-/* placeholder: filled in by its issue */
+/* The REST side: path -> URL (the bearer token never leaves the base URL's origin),
+ * query encoding, JSON through lua-cjson, answers and OData error envelopes, rate limits. */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 #include "eo.h"
 
+#define CJSON_KEY "exactonline.cjson"
+
+/* ---- lua-cjson, a private instance (cjson.new) so the user's cjson settings stay theirs ---- */
+
+static int json_call(lua_State *L, int idx, const char *fn) {
+    idx = eo_absindex(L, idx);
+    lua_getfield(L, LUA_REGISTRYINDEX, CJSON_KEY);
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    lua_pushvalue(L, idx);
+    return lua_pcall(L, 1, 1, 0) == LUA_OK;
+}
+
+int eo_json_decode(lua_State *L, int idx) {
+    return json_call(L, idx, "decode");
+}
+
+int eo_json_encode(lua_State *L, int idx) {
+    return json_call(L, idx, "encode");
+}
+
+const char *eo_header(lua_State *L, int idx, const char *name) {
+    const char *s = NULL;
+    if (eo_getfield(L, idx, name) == LUA_TSTRING) s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* still referenced by the headers table */
+    return s;
+}
+
+int eo_origin(lua_State *L, const char *url, const char **why) {
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *p;
+    CURLUcode rc;
+    if (!u) return luaL_error(L, "exactonline: out of memory");
+    rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+    if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+    curl_url_cleanup(u);
+    if (rc == CURLUE_OK) {
+        for (p = host; *p; p++) *p = (char)tolower((unsigned char)*p);
+        for (p = scheme; *p; p++) *p = (char)tolower((unsigned char)*p);
+        lua_pushfstring(L, "%s://%s:%s", scheme, host, port);
+    } else {
+        *why = curl_url_strerror(rc);
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    return rc == CURLUE_OK;
+}
+
+/* ---- rate limits ---- */
+
+static double epoch_seconds(double v) {
+    return v > 1e12 ? v / 1000.0 : v; /* observed in ms; one SDK says s */
+}
+
+static int header_num(lua_State *L, int idx, const char *name, double *out) {
+    const char *s = eo_header(L, idx, name);
+    char *end;
+    double v;
+    if (!s) return 0;
+    v = strtod(s, &end);
+    if (end == s) return 0;
+    *out = v;
+    return 1;
+}
+
+void eo_absorb_rate_limits(lua_State *L, eo_client *c, int idx) {
+    double v;
+    idx = eo_absindex(L, idx);
+    c->rl_last_min = c->rl_last_day = 0;
+    if (!lua_istable(L, idx)) return;
+    if (header_num(L, idx, "x-ratelimit-minutely-limit", &v)) c->rl_min_limit = v, c->rl_last_min = 1;
+    if (header_num(L, idx, "x-ratelimit-minutely-remaining", &v)) c->rl_min_remaining = v, c->rl_last_min = 1;
+    if (header_num(L, idx, "x-ratelimit-minutely-reset", &v))
+        c->rl_min_reset = epoch_seconds(v), c->rl_last_min = 1;
+    if (header_num(L, idx, "x-ratelimit-limit", &v)) c->rl_day_limit = v, c->rl_last_day = 1;
+    if (header_num(L, idx, "x-ratelimit-remaining", &v)) c->rl_day_remaining = v, c->rl_last_day = 1;
+    if (header_num(L, idx, "x-ratelimit-reset", &v)) c->rl_day_reset = epoch_seconds(v), c->rl_last_day = 1;
+}
+
+static void rl_field(lua_State *L, const char *k, double v) {
+    if (v >= 0) {
+        eo_pushnum(L, v);
+        lua_setfield(L, -2, k);
+    }
+}
+
+/* rate_limits() -> {minutely_limit, minutely_remaining, minutely_reset, daily_…} (known ones) */
+static int api_rate_limits(lua_State *L) {
+    eo_client *c = eo_checkclient(L, 1);
+    lua_createtable(L, 0, 6);
+    rl_field(L, "minutely_limit", c->rl_min_limit);
+    rl_field(L, "minutely_remaining", c->rl_min_remaining);
+    rl_field(L, "minutely_reset", c->rl_min_reset);
+    rl_field(L, "daily_limit", c->rl_day_limit);
+    rl_field(L, "daily_remaining", c->rl_day_remaining);
+    rl_field(L, "daily_reset", c->rl_day_reset);
+    return 1;
+}
+
+/* rate_wait(now, after_429) -> seconds to wait (0: go) | nil, rate_limit error */
+static int api_rate_wait(lua_State *L) {
+    eo_client *c = eo_checkclient(L, 1);
+    double now = luaL_checknumber(L, 2), wait = 0;
+    int after_429 = lua_toboolean(L, 3);
+    const char *msg;
+    if (c->rl_day_remaining == 0 && (c->rl_day_reset > now || (after_429 && c->rl_last_day))) {
+        eo_push_error(L, "rate_limit", after_429 ? 429 : 0, "daily_limit",
+                      "the daily limit of API calls for this app and division is spent", NULL,
+                      "wait for the daily reset (00:00 UTC, see client:rate_limits().daily_reset) or ask Exact "
+                      "for a higher limit");
+        lua_pushnumber(L, c->rl_day_reset);
+        lua_setfield(L, -2, "reset");
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (after_429) {
+        if (c->rl_last_min && c->rl_min_reset > 0) wait = c->rl_min_reset - now;
+        else wait = 60.0 - fmod(now, 60.0); /* no headers on the 429: the next minute boundary */
+        if (wait < 0) wait = 0;
+        msg = "Exact answered 429 Too Many Requests: the minutely limit is spent";
+    } else if (c->rl_min_remaining == 0 && c->rl_min_reset > now) {
+        wait = c->rl_min_reset - now;
+        msg = "the minutely limit of API calls is spent";
+    } else {
+        lua_pushnumber(L, 0);
+        return 1;
+    }
+    wait += 0.1; /* land just past the reset, not on it */
+    if (!c->wait_on_rate_limit || wait > c->max_wait) {
+        lua_pushfstring(L, "%s; it resets in %d s", msg, (int)ceil(wait));
+        eo_push_error(L, "rate_limit", after_429 ? 429 : 0, "minutely_limit", lua_tostring(L, -1), NULL,
+                      c->wait_on_rate_limit ? "the wait would be longer than max_wait: raise max_wait or retry "
+                                              "after the reset"
+                                            : "retry after the reset, or set on_rate_limit = \"wait\"");
+        lua_pushnumber(L, wait);
+        lua_setfield(L, -2, "retry_after");
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushnumber(L, wait);
+    return 1;
+}
+
+/* ---- requests ---- */
+
+static int bad_header_text(const char *s, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
+    return 0;
+}
+
+static int cmpstr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void push_escaped(lua_State *L, const char *s, size_t len) {
+    char *e = curl_easy_escape(NULL, s, (int)len);
+    if (!e) luaL_error(L, "exactonline: out of memory");
+    lua_pushstring(L, e);
+    curl_free(e);
+}
+
+/* Push the query table at idx as "?a=1&b=2" (or "&a=1…" after an existing query): names sorted,
+ * each name and value percent-encoded exactly once. */
+static void push_query(lua_State *L, int idx, int has_query) {
+    const char *keys[64];
+    int n = 0, i;
+    lua_pushliteral(L, "");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "exactonline: query names must be strings");
+        if (n == 64) luaL_error(L, "exactonline: too many query parameters");
+        keys[n++] = lua_tostring(L, -1); /* referenced by the table */
+    }
+    qsort(keys, (size_t)n, sizeof keys[0], cmpstr);
+    for (i = 0; i < n; i++) {
+        size_t len;
+        const char *v;
+        int t = eo_getfield(L, idx, keys[i]);
+        if (t == LUA_TBOOLEAN) {
+            lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
+            lua_remove(L, -2);
+        } else if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+            luaL_error(L, "exactonline: query value for '%s' must be a string, number or boolean", keys[i]);
+        } else if (t == LUA_TNUMBER) {
+            lua_pushstring(L, lua_tostring(L, -1));
+            lua_remove(L, -2);
+        }
+        v = lua_tolstring(L, -1, &len);
+        lua_pushstring(L, (i == 0 && !has_query) ? "?" : "&");
+        push_escaped(L, keys[i], strlen(keys[i]));
+        lua_pushliteral(L, "=");
+        push_escaped(L, v, len);
+        lua_remove(L, -5); /* the raw value */
+        lua_concat(L, 5);  /* so far .. sep .. name .. "=" .. value */
+    }
+}
+
+static int is_absolute(const char *p) {
+    return strncmp(p, "https://", 8) == 0 || strncmp(p, "http://", 7) == 0 || strncmp(p, "HTTPS://", 8) == 0 ||
+           strncmp(p, "HTTP://", 7) == 0;
+}
+
+/* api_request(method, path, {query=, body=, headers=}) -> {method, url, headers, body, timeout} | nil, err */
+static int api_api_request(lua_State *L) {
+    eo_client *c = eo_checkclient(L, 1);
+    const char *method = luaL_checkstring(L, 2), *path = luaL_checkstring(L, 3), *m, *why = NULL;
+    int opts, q, hdrs, body, has_query, url, out;
+    for (m = method; *m; m++)
+        if (*m < 'A' || *m > 'Z') luaL_argerror(L, 2, "an HTTP method in capitals (GET, POST, PUT, DELETE)");
+    if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+    else {
+        lua_settop(L, 3);
+        lua_newtable(L);
+    }
+    opts = 4;
+    lua_settop(L, 4);
+    lua_getfield(L, opts, "query");
+    q = lua_gettop(L);
+    if (!lua_isnil(L, q) && !lua_istable(L, q)) luaL_argerror(L, 4, "opts.query must be a table");
+    lua_getfield(L, opts, "headers");
+    hdrs = lua_gettop(L);
+    if (!lua_isnil(L, hdrs) && !lua_istable(L, hdrs)) luaL_argerror(L, 4, "opts.headers must be a table");
+    lua_getfield(L, opts, "body");
+    body = lua_gettop(L);
+    if (lua_istable(L, body)) {
+        if (!eo_json_encode(L, body))
+            return eo_fail(L, "api", 0, "encode", lua_tostring(L, -1), NULL,
+                           "the body table cannot be sent as JSON");
+        lua_replace(L, body);
+    } else if (!lua_isnil(L, body) && lua_type(L, body) != LUA_TSTRING) {
+        luaL_argerror(L, 4, "opts.body must be a table or a string");
+    }
+    if (!c->access_token)
+        return eo_fail(L, "oauth", 0, "not_authorized", "there is no access token yet", NULL,
+                       "authorize first: run `exactonline auth`, or client:exchange(code)");
+
+    if (is_absolute(path)) {
+        lua_pushstring(L, path);
+    } else if (path[0] == '/') {
+        lua_pushfstring(L, "%s%s", c->base_url, path);
+    } else {
+        if (!c->division)
+            return eo_fail(L, "config", 0, "no_division", "the division is not known yet", NULL,
+                           "give config.division or call client:division() first");
+        lua_pushfstring(L, "%s/api/v1/%d/%s", c->base_url, (int)c->division, path);
+    }
+    has_query = strchr(lua_tostring(L, -1), '?') != NULL;
+    if (lua_istable(L, q)) {
+        push_query(L, q, has_query);
+        lua_concat(L, 2);
+    }
+    url = lua_gettop(L);
+    if (bad_header_text(lua_tostring(L, url), eo_rawlen(L, url)) || !eo_origin(L, lua_tostring(L, url), &why))
+        return eo_fail(L, "config", 0, "bad_url", why ? why : "the URL contains a line break or NUL", NULL,
+                       "check the path given to the request");
+    if (strcmp(lua_tostring(L, -1), c->origin) != 0) {
+        lua_pushfstring(L, "refusing to send the access token to %s: only %s is Exact Online here",
+                        lua_tostring(L, -1), c->origin);
+        return eo_fail(L, "config", 0, "foreign_origin", lua_tostring(L, -1), NULL,
+                       "give a path (\"crm/Accounts\", \"/api/v1/current/Me\") or a URL on the base URL's host");
+    }
+    lua_pop(L, 1);
+
+    lua_createtable(L, 0, 5);
+    out = lua_gettop(L);
+    lua_pushstring(L, method);
+    lua_setfield(L, out, "method");
+    lua_pushvalue(L, url);
+    lua_setfield(L, out, "url");
+    lua_pushnumber(L, c->timeout);
+    lua_setfield(L, out, "timeout");
+    lua_createtable(L, 0, 4);
+    lua_pushliteral(L, "application/json");
+    lua_setfield(L, -2, "Accept");
+    if (!lua_isnil(L, body)) {
+        lua_pushliteral(L, "application/json");
+        lua_setfield(L, -2, "Content-Type");
+        lua_pushvalue(L, body);
+        lua_setfield(L, out, "body");
+    }
+    if (lua_istable(L, hdrs)) {
+        lua_pushnil(L);
+        while (lua_next(L, hdrs)) {
+            size_t kl, vl;
+            const char *k, *v;
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                luaL_argerror(L, 4, "opts.headers names and values must be strings");
+            k = lua_tolstring(L, -2, &kl);
+            v = lua_tolstring(L, -1, &vl);
+            if (bad_header_text(k, kl) || bad_header_text(v, vl) || strchr(k, ':') || kl == 0)
+                return eo_fail(L, "config", 0, "bad_header", "a header name or value holds CR, LF, NUL or ':'",
+                               NULL, "remove line breaks from header values");
+            if (strcasecmp(k, "Authorization") == 0)
+                luaL_argerror(L, 4, "the Authorization header is the client's own");
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+    }
+    lua_pushfstring(L, "Bearer %s", c->access_token);
+    lua_setfield(L, -2, "Authorization");
+    lua_setfield(L, out, "headers");
+    return 1;
+}
+
+/* The words of an error answer: error.message.value, error.message, error_description, or the
+ * <title> of an HTML page. Pushes a string or nothing (returns 0). */
+static int push_error_words(lua_State *L, int body, int data) {
+    size_t len;
+    const char *s = lua_tolstring(L, body, &len), *t, *e;
+    if (data && lua_istable(L, data)) {
+        if (eo_getfield(L, data, "error") == LUA_TTABLE) {
+            if (eo_getfield(L, -1, "message") == LUA_TTABLE) {
+                if (eo_getfield(L, -1, "value") == LUA_TSTRING) {
+                    lua_replace(L, -3);
+                    lua_pop(L, 1);
+                    return 1;
+                }
+                lua_pop(L, 1);
+            }
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                lua_replace(L, -2);
+                return 1;
+            }
+            lua_pop(L, 1);
+        } else if (lua_type(L, -1) == LUA_TSTRING) {
+            return 1;
+        }
+        lua_pop(L, 1);
+        if (eo_getfield(L, data, "error_description") == LUA_TSTRING) return 1;
+        lua_pop(L, 1);
+        if (eo_getfield(L, data, "Message") == LUA_TSTRING) return 1;
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (s && len && (t = strstr(s, "<title>")) && (e = strstr(t, "</title>"))) {
+        lua_pushfstring(L, "an HTML page: ");
+        lua_pushlstring(L, t + 7, (size_t)(e - t - 7));
+        lua_concat(L, 2);
+        return 1;
+    }
+    if (s && len && (memchr(s, '<', len < 64 ? len : 64))) {
+        lua_pushliteral(L, "an HTML page instead of JSON");
+        return 1;
+    }
+    return 0;
+}
+
+static const char *status_hint(long status) {
+    switch (status) {
+    case 400: return "Exact refused the request as malformed: check the path, the query ($filter syntax) and the body";
+    case 401: return "the access token was refused: authorize again if refreshing does not help (exactonline auth)";
+    case 403: return "the user or app lacks the right for this division or endpoint (check the division and "
+                     "the app's scopes)";
+    case 404: return "check the path: service/Entity, e.g. crm/Accounts; guids as guid'…'";
+    case 429: return "the rate limit is spent: wait for its reset (see client:rate_limits())";
+    default: return status >= 500 ? "Exact Online had a problem: try again later" : NULL;
+    }
+}
+
+/* absorb(resp) -> {status, headers, body, data} | nil, err */
+static int api_absorb(lua_State *L) {
+    eo_client *c = eo_checkclient(L, 1);
+    long status;
+    int headers, body, data = 0, json = 0, words;
+    size_t len = 0;
+    const char *s, *ctype = NULL, *reason = NULL;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_getfield(L, 2, "status");
+    status = (long)luaL_optinteger(L, -1, 0);
+    lua_getfield(L, 2, "headers");
+    headers = lua_gettop(L);
+    if (lua_istable(L, headers)) {
+        eo_absorb_rate_limits(L, c, headers);
+        ctype = eo_header(L, headers, "content-type");
+        reason = eo_header(L, headers, "reason");
+    }
+    lua_getfield(L, 2, "body");
+    body = lua_gettop(L);
+    s = lua_type(L, body) == LUA_TSTRING ? lua_tolstring(L, body, &len) : NULL;
+    if (s) {
+        const char *p = s;
+        while (p < s + len && isspace((unsigned char)*p)) p++;
+        json = (ctype && strstr(ctype, "json")) ||
+               (!(ctype && (strstr(ctype, "xml") || strstr(ctype, "html"))) && p < s + len &&
+                (*p == '{' || *p == '['));
+        if (p == s + len) json = 0;
+    }
+    if (json) {
+        if (eo_json_decode(L, body)) {
+            data = lua_gettop(L);
+        } else if (status >= 200 && status < 300) {
+            return eo_fail(L, "decode", status, NULL, lua_tostring(L, -1), reason,
+                           "Exact's answer was cut short or is not JSON: try again");
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    if (status >= 200 && status < 300) {
+        if (data && lua_istable(L, data) && eo_getfield(L, data, "error") != LUA_TNIL) {
+            lua_pop(L, 1);
+            words = push_error_words(L, body, data);
+            return eo_fail(L, "api", status, NULL, words ? lua_tostring(L, -1) : "an error inside a 200 answer",
+                           reason, NULL);
+        }
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, (lua_Integer)status);
+        lua_setfield(L, -2, "status");
+        lua_pushvalue(L, headers);
+        lua_setfield(L, -2, "headers");
+        lua_pushvalue(L, body);
+        lua_setfield(L, -2, "body");
+        if (data) {
+            lua_pushvalue(L, data);
+            lua_setfield(L, -2, "data");
+        }
+        return 1;
+    }
+    words = push_error_words(L, body, data);
+    if (!words && reason) lua_pushstring(L, reason), words = 1;
+    eo_push_error(L, status == 429 ? "rate_limit" : status >= 500 || status < 400 ? "http" : "api", status, NULL,
+                  words ? lua_tostring(L, -1) : NULL, reason, status_hint(status));
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+const luaL_Reg eo_api_methods[] = {
+    {"api_request", api_api_request},
+    {"absorb", api_absorb},
+    {"rate_limits", api_rate_limits},
+    {"rate_wait", api_rate_wait},
+    {NULL, NULL}};
+
 void eo_open_api(lua_State *L) {
-    (void)L;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, CJSON_KEY);
+    lua_pop(L, 1);
 }

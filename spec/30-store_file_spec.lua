@@ -237,13 +237,13 @@ describe("file store", function()
 
   it("survives 200 kill -9 at random moments of a save loop: always one whole pair, no litter", function()
     local store = file_store.new(path)
-    assert.is_true(store.save(pair(0)))
+    assert.is_true(store.save({ access_token = "A0", refresh_token = "R0", obtained_at = 0, expires_at = 600 }))
     local snaps = dir .. "/snaps"
     proc.sh("mkdir " .. q(snaps))
     -- long tokens make each write span more than one syscall's worth of time
     local cmd, done = proc.script(([[
       local s = require("exactonline.file_store").new(%q)
-      local pad = string.rep("x", 20000)
+      local pad = string.rep("x", 8000)
       local n = tonumber(arg[1]) * 100000
       while true do
         n = n + 1
@@ -252,18 +252,20 @@ describe("file store", function()
         assert(s.save(t))
       end
     ]]):format(path))
-    -- one shell runs all 200 rounds (fast); each round kills the writer after 5..40 ms
+    -- one shell runs all 200 rounds (fast); each round kills the writer after a random 3..24 ms
+    local delays = {}
+    math.randomseed(os.time())
+    for i = 1, 200 do delays[i] = ("0.%03d"):format(math.random(3, 24)) end
     local ok, out = proc.sh(([[
       i=1
-      while [ $i -le 200 ]; do
+      for delay in %s; do
         %s $i & pid=$!
-        ms=$(( ( $(od -An -N2 -tu2 /dev/urandom) %% 36 ) + 5 ))
-        sleep 0.0$(printf %%02d $ms)
+        sleep $delay
         kill -9 $pid; wait $pid 2>/dev/null
         cp %s %s/$i 2>/dev/null || echo "missing after round $i"
         i=$((i+1))
       done
-    ]]):format(cmd, q(path), q(snaps)))
+    ]]):format(table.concat(delays, " "), cmd, q(path), q(snaps)))
     done()
     assert.is_true(ok, out)
     assert.are.equal("", out)

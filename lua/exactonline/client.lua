@@ -1,0 +1,495 @@
+--- exactonline.client: the Lua half of exactonline.Client.
+-- The object a user holds IS the C userdata (core.client_new); the C side decides and parses,
+-- this side drives: stores, the transport, single-flight refresh, the 401 retry, rate-limit
+-- waits and the pagination iterators. Nothing here is called from C, so it may yield (OpenResty).
+local core = require "exactonline.core"
+local memory_store = require "exactonline.memory_store"
+local curl_transport = require "exactonline.transport.curl"
+
+local type, pairs, pcall, error, tostring, tonumber, setmetatable, require =
+  type, pairs, pcall, error, tostring, tonumber, setmetatable, require
+local os_date = os.date
+local io_stderr = io.stderr
+local string_format = string.format
+local math_ceil = math.ceil
+local ngx = rawget(_G, "ngx")
+
+local _M = {}
+
+local methods = core.Client_methods
+local states = setmetatable({}, { __mode = "k" }) -- client -> { store, transport, now, sleep, … }
+local warned_default = false -- the default warning prints once per process
+
+local WARN_DAYS = 7
+
+local function state_of(client)
+  local st = states[client]
+  if not st then
+    client:base_url() -- raises on a closed client
+    error("exactonline: this client was not made by exactonline.new", 3)
+  end
+  return st
+end
+
+local function store_error(what, e)
+  if core.is_error(e) then return e end
+  return core.error {
+    kind = "store", code = what,
+    message = "the token store's " .. what .. "() failed: " .. tostring(e),
+    hint = "check the token store (path, permissions, database); the tokens in memory are kept",
+  }
+end
+
+-- ---- store callbacks, each under pcall ----
+
+local function store_load(st) --> tokens | false | nil, err
+  local ok, t, err = pcall(st.store.load)
+  if not ok then return nil, store_error("load", t) end
+  if t == nil and err ~= nil then return nil, store_error("load", err) end
+  if t ~= nil and type(t) ~= "table" then return nil, store_error("load", "it returned a " .. type(t)) end
+  return t or false
+end
+
+local function store_save(st, tokens) --> true | nil, err
+  local ok, r, err = pcall(st.store.save, tokens)
+  if not ok then return nil, store_error("save", r) end
+  if not r then return nil, store_error("save", err or "it returned nothing") end
+  st.unsaved = nil
+  return true
+end
+
+-- Run fn(...) between store.lock() and store.unlock(); the unlock happens on every path.
+local function locked(st, fn, ...)
+  local store = st.store
+  if store.lock then
+    local ok, r, err = pcall(store.lock)
+    if not ok then return nil, store_error("lock", r) end
+    if not r then return nil, store_error("lock", err or "the lock was refused") end
+  end
+  local ok, a, b = pcall(fn, ...)
+  if store.unlock then
+    local uok, uerr = pcall(store.unlock)
+    if ok and a and not uok then return nil, store_error("unlock", uerr) end
+  end
+  if not ok then error(a, 0) end
+  return a, b
+end
+
+local function adopt(client, t)
+  local ok, err = pcall(client.set_tokens, client, t)
+  if not ok then return nil, store_error("load", err) end
+  return true
+end
+
+-- Is the stored pair newer than the one we hold? (another process refreshed)
+local function newer(stored, cur)
+  if type(stored) ~= "table" or type(stored.access_token) ~= "string" then return false end
+  if not cur then return true end
+  if stored.access_token == cur.access_token then return false end
+  return (tonumber(stored.obtained_at) or 0) >= (tonumber(cur.obtained_at) or 0)
+end
+
+local function warn(st, client)
+  if st.warned then return end
+  local info = client:token_info()
+  local rexp = info.refresh_expires_at
+  if not rexp then return end
+  local left = rexp - st.now()
+  if left >= WARN_DAYS * 86400 then return end
+  st.warned = true
+  local msg
+  if left <= 0 then
+    msg = "the refresh token expired at " .. os_date("!%Y-%m-%d %H:%M UTC", math_ceil(rexp)) ..
+      ": a person must authorize again (exactonline auth)"
+  else
+    msg = string_format("the refresh token expires in %.1f days (%s): use the client before then, or "
+      .. "authorize again (exactonline auth)", left / 86400, os_date("!%Y-%m-%d %H:%M UTC", math_ceil(rexp)))
+  end
+  if st.on_warning then
+    pcall(st.on_warning, msg)
+  elseif not warned_default then
+    warned_default = true
+    io_stderr:write("exactonline: warning: ", msg, "\n")
+  end
+end
+
+-- ---- refresh: lock -> load -> adopt a newer pair, or token call -> save -> unlock ----
+
+local function too_early(allowed_at, now)
+  return core.error {
+    kind = "oauth", code = "too_early",
+    message = string_format("a refresh is allowed from %s (in %d s): Exact refuses a refresh sooner than "
+      .. "570 s after the last token request", os_date("!%Y-%m-%d %H:%M:%S UTC", math_ceil(allowed_at)),
+      math_ceil(allowed_at - now)),
+    hint = "keep using the current access token; the client refreshes by itself in its last 30 seconds",
+    allowed_at = allowed_at,
+  }
+end
+
+-- why: "explicit" (client:refresh()), "due" (last 30 s), "401" (failed: the token the API refused)
+local function refresh_under_lock(client, st, why, failed)
+  local stored, err = store_load(st)
+  if stored == nil then return nil, err end
+  if stored and newer(stored, client:tokens()) then
+    local ok, aerr = adopt(client, stored)
+    if not ok then return nil, aerr end
+    return client:tokens()
+  end
+  if why == "401" and failed and not client:holds(failed) then
+    return client:tokens() -- this process has moved on already
+  end
+  local now = st.now()
+  if why == "explicit" then
+    local allowed, at = client:refresh_allowed(now)
+    if not allowed then return nil, too_early(at, now) end
+  elseif why == "due" and not client:refresh_due(now) then
+    return client:tokens()
+  end
+  local req, rerr = client:token_request("refresh")
+  if not req then return nil, rerr end
+  local resp, terr = st.transport:request(req)
+  if not resp then return nil, terr end
+  local tokens, aerr, salvage = client:absorb_token(resp, st.now())
+  if not tokens then
+    if salvage then
+      local ok, serr = store_save(st, salvage) -- a refresh token in an error answer is kept too
+      if not ok then aerr.store_error = tostring(serr) end
+    end
+    return nil, aerr
+  end
+  -- saved before the new access token is used; on failure it stays in memory and is saved again first
+  local ok, serr = store_save(st, tokens)
+  if not ok then
+    st.unsaved = true
+    return nil, serr
+  end
+  st.warned = nil
+  return tokens
+end
+
+-- Tokens present (from the store if need be), unsaved ones saved, a due refresh done.
+local function ready(client, st)
+  local info = client:token_info()
+  if not info.has_access_token then
+    local stored, err = store_load(st)
+    if stored == nil then return nil, err end
+    if stored then
+      local ok, aerr = adopt(client, stored)
+      if not ok then return nil, aerr end
+    end
+    if not client:token_info().has_access_token then
+      return nil, core.error {
+        kind = "oauth", code = "not_authorized", message = "there are no tokens yet",
+        hint = "authorize first: run `exactonline auth`, or client:exchange(code)",
+      }
+    end
+  end
+  if st.unsaved then
+    local ok, err = store_save(st, client:tokens())
+    if not ok then return nil, err end
+  end
+  if client:refresh_due(st.now()) then
+    local t, err = locked(st, refresh_under_lock, client, st, "due")
+    -- Exact's clock rules: a refused early refresh is not fatal, the 401 path decides
+    if not t and not (err.status == 400 and err.code == "access_denied") then return nil, err end
+  end
+  warn(st, client)
+  return true
+end
+
+local function is_relative(path)
+  return path:sub(1, 1) ~= "/" and not path:match("^[hH][tT][tT][pP][sS]?://")
+end
+
+--- client:request(method, path, { query, body, headers }) --> { status, headers, body, data } | nil, err
+function methods:request(method, path, opts)
+  local st = state_of(self)
+  if type(method) ~= "string" then error("bad argument #1 to 'request' (method string expected)", 2) end
+  if type(path) ~= "string" then error("bad argument #2 to 'request' (path string expected)", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("bad argument #3 to 'request' (table expected)", 2) end
+  method = method:upper()
+  if is_relative(path) and not self:division_id() then
+    local d, err = self:division()
+    if not d then return nil, err end
+  end
+  local ok, err = ready(self, st)
+  if not ok then return nil, err end
+  local refreshed, waited = false, false
+  while true do
+    local wait, werr = self:rate_wait(st.now(), false)
+    if not wait then return nil, werr end
+    if wait > 0 then st.sleep(wait) end
+    local req, qerr = self:api_request(method, path, opts)
+    if not req then return nil, qerr end
+    local used = req.headers.Authorization:sub(8)
+    local resp, terr = st.transport:request(req)
+    if not resp then return nil, terr end
+    local res, aerr = self:absorb(resp)
+    if res then return res end
+    if aerr.status == 401 and not refreshed then
+      -- the server's 401 rules over our clock: refresh once (or adopt a newer stored pair), retry once
+      refreshed = true
+      local t, rerr = locked(st, refresh_under_lock, self, st, "401", used)
+      if not t then return nil, rerr end
+    elseif aerr.status == 429 and not waited then
+      waited = true
+      local secs, e2 = self:rate_wait(st.now(), true)
+      if not secs then return nil, e2 end
+      st.sleep(secs)
+    else
+      return nil, aerr
+    end
+  end
+end
+
+local function unwrap(res)
+  local data = res.data
+  if data == nil then return true end
+  if type(data) == "table" and type(data.d) == "table" then
+    if data.d.results ~= nil then return data.d.results end
+    return data.d
+  end
+  return data
+end
+
+--- client:get(path, query) --> d.results or d | nil, err
+function methods:get(path, query)
+  local res, err = self:request("GET", path, { query = query })
+  if not res then return nil, err end
+  return unwrap(res)
+end
+
+--- client:post(path, body) --> the answer's data (d), or true for an empty answer | nil, err
+function methods:post(path, body, headers)
+  local res, err = self:request("POST", path, { body = body, headers = headers })
+  if not res then return nil, err end
+  return unwrap(res)
+end
+
+function methods:put(path, body, headers)
+  local res, err = self:request("PUT", path, { body = body, headers = headers })
+  if not res then return nil, err end
+  return unwrap(res)
+end
+
+function methods:delete(path)
+  local res, err = self:request("DELETE", path)
+  if not res then return nil, err end
+  return unwrap(res)
+end
+
+--- for rows in client:pages(path, query) do … end: one page (array of rows) at a time, following
+-- __next; raises the error object when a page fails.
+function methods:pages(path, query)
+  state_of(self)
+  local nxt, q = path, query
+  return function()
+    if not nxt then return nil end
+    local res, err = self:request("GET", nxt, { query = q })
+    if not res then
+      nxt = nil
+      error(err, 0)
+    end
+    q = nil
+    nxt = nil
+    local d = type(res.data) == "table" and res.data.d
+    if type(d) ~= "table" then return {} end
+    if type(d.__next) == "string" and d.__next ~= "" then nxt = d.__next end
+    if d.results == nil then return { d } end
+    return d.results
+  end
+end
+
+--- for row in client:each(path, query) do … end: rows across all pages, one page in memory.
+function methods:each(path, query)
+  local pages = self:pages(path, query)
+  local rows, i = nil, 0
+  return function()
+    while true do
+      if rows then
+        i = i + 1
+        local row = rows[i]
+        if row ~= nil then return row end
+      end
+      rows, i = pages(), 0
+      if not rows then return nil end
+    end
+  end
+end
+
+--- client:division() --> the current division (config.division, else /api/v1/current/Me, once)
+function methods:division()
+  local d = self:division_id()
+  if d then return d end
+  local res, err = self:request("GET", "/api/v1/current/Me")
+  if not res then return nil, err end
+  local data = type(res.data) == "table" and res.data.d
+  local row = type(data) == "table" and (type(data.results) == "table" and data.results[1] or data)
+  local cur = type(row) == "table" and tonumber(row.CurrentDivision)
+  if not cur then
+    return nil, core.error { kind = "decode", status = res.status,
+      message = "/api/v1/current/Me carries no CurrentDivision",
+      hint = "give config.division" }
+  end
+  self:division_id(cur)
+  return cur
+end
+
+--- client:divisions() --> every division the user can reach (system/Divisions) | nil, err
+function methods:divisions()
+  local list = {}
+  local ok, err = pcall(function()
+    for row in self:each("system/Divisions") do list[#list + 1] = row end
+  end)
+  if not ok then return nil, err end
+  return list
+end
+
+--- client:exchange(code_or_redirect_url, expected_state) --> tokens | nil, err
+function methods:exchange(input, expected_state)
+  local st = state_of(self)
+  if type(input) ~= "string" then error("bad argument #1 to 'exchange' (code or redirect URL expected)", 2) end
+  if expected_state ~= nil and type(expected_state) ~= "string" then
+    error("bad argument #2 to 'exchange' (state string expected)", 2)
+  end
+  local code, err = self:code_from(input, expected_state)
+  if not code then return nil, err end
+  local req, rerr = self:token_request("authorization_code", code)
+  if not req then return nil, rerr end
+  local resp, terr = st.transport:request(req)
+  if not resp then return nil, terr end
+  local tokens, aerr, salvage = self:absorb_token(resp, st.now())
+  if not tokens then
+    if salvage then store_save(st, salvage) end
+    return nil, aerr
+  end
+  local ok, serr = locked(st, store_save, st, tokens)
+  if not ok then
+    st.unsaved = true
+    return nil, serr
+  end
+  st.warned = nil
+  return tokens
+end
+
+--- client:refresh() --> tokens | nil, err. Adopts a newer stored pair instead of refreshing;
+-- sooner than 570 s after the last token it makes no token call and says when it is allowed.
+function methods:refresh()
+  local st = state_of(self)
+  if not self:token_info().has_refresh_token then
+    local stored, err = store_load(st)
+    if stored == nil then return nil, err end
+    if stored then
+      local ok, aerr = adopt(self, stored)
+      if not ok then return nil, aerr end
+    end
+  end
+  return locked(st, refresh_under_lock, self, st, "explicit")
+end
+
+local function xml_query(division, topic, params)
+  local q = { Topic = topic, _Division_ = tostring(division) }
+  if params then
+    for k, v in pairs(params) do q[k] = v end
+  end
+  return q
+end
+
+--- client:xml_download(topic, params) --> { xml_page, … } (raw XML, following TSPaging) | nil, err
+function methods:xml_download(topic, params)
+  if type(topic) ~= "string" then error("bad argument #1 to 'xml_download' (topic string expected)", 2) end
+  if params ~= nil and type(params) ~= "table" then error("bad argument #2 to 'xml_download' (table expected)", 2) end
+  local d, err = self:division()
+  if not d then return nil, err end
+  local pages, ts = {}, nil
+  while true do
+    local q = xml_query(d, topic, params)
+    q.TSPaging = ts
+    local res, rerr = self:request("GET", "/docs/XMLDownload.aspx",
+      { query = q, headers = { Accept = "application/xml" } })
+    if not res then return nil, rerr end
+    pages[#pages + 1] = res.body
+    local tag = res.body:match("<Topic%s[^>]*>")
+    local nts = tag and tag:match('ts_d="([^"]*)"')
+    local count = tonumber(tag and tag:match('count="(%d+)"'))
+    local size = tonumber(tag and tag:match('pagesize="(%d+)"'))
+    if not nts or nts == "" or nts == ts or count == 0 or (count and size and count < size) then break end
+    ts = nts
+  end
+  return pages
+end
+
+--- client:xml_upload(topic, xml) --> Exact's raw XML answer | nil, err
+function methods:xml_upload(topic, xml)
+  if type(topic) ~= "string" then error("bad argument #1 to 'xml_upload' (topic string expected)", 2) end
+  if type(xml) ~= "string" then error("bad argument #2 to 'xml_upload' (XML string expected)", 2) end
+  local d, err = self:division()
+  if not d then return nil, err end
+  local res, rerr = self:request("POST", "/docs/XMLUpload.aspx", {
+    query = xml_query(d, topic), body = xml,
+    headers = { ["Content-Type"] = "application/xml", Accept = "application/xml" },
+  })
+  if not res then return nil, rerr end
+  return res.body
+end
+
+local REQUEST_PHASES = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
+  ssl_session_fetch = true, balancer = false, header_filter = false, body_filter = false, log = false }
+
+local function pick_transport(config, client)
+  local t = config.transport
+  if type(t) == "table" then
+    if type(t.request) ~= "function" then error("exactonline.new: config.transport needs a request method", 3) end
+    return t
+  end
+  if t == nil and ngx and ngx.get_phase and REQUEST_PHASES[ngx.get_phase()] then t = "ngx" end
+  if t == "ngx" then return require("exactonline.transport.ngx").new(config, client) end
+  if t ~= nil and t ~= "curl" then
+    error("exactonline.new: config.transport must be a table, \"curl\" or \"ngx\"", 3)
+  end
+  return curl_transport.new(client)
+end
+
+--- exactonline.new(config) --> client | nil, err (bad config raises)
+function _M.new(config)
+  if type(config) ~= "table" then error("exactonline.new: config must be a table", 2) end
+  local store = config.store
+  if store == nil then
+    store = memory_store.new()
+  elseif type(store) ~= "table" or type(store.load) ~= "function" or type(store.save) ~= "function" then
+    error("exactonline.new: config.store must be a table with load and save functions", 2)
+  end
+  if config.on_warning ~= nil and type(config.on_warning) ~= "function" then
+    error("exactonline.new: config.on_warning must be a function", 2)
+  end
+  if config.clock ~= nil and type(config.clock) ~= "function" then
+    error("exactonline.new: config.clock must be a function", 2)
+  end
+  local client = core.client_new(config)
+  local transport = pick_transport(config, client)
+  local now = config.clock
+  if not now and type(transport.now) == "function" then now = function() return transport:now() end end
+  local sleep = core.sleep
+  if type(transport.sleep) == "function" then sleep = function(s) return transport:sleep(s) end end
+  local st = { store = store, transport = transport, on_warning = config.on_warning, now = now or core.now,
+    sleep = sleep }
+  states[client] = st
+  local stored, err = store_load(st)
+  if stored == nil then
+    client:close()
+    return nil, err
+  end
+  if stored then
+    local ok, aerr = adopt(client, stored)
+    if not ok then
+      client:close()
+      return nil, aerr
+    end
+    warn(st, client)
+  end
+  return client
+end
+
+_M.methods = methods
+
+return _M

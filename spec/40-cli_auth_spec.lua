@@ -1,0 +1,211 @@
+-- exactonline auth / token / refresh against the sandbox, run as child processes (same VM as busted).
+local helpers = require "helpers"
+local cli = require "support.cli_run"
+
+local function no_traceback(res)
+  local all = (res.stderr or "") .. (res.stdout or "") .. (res.output or "")
+  assert.is_nil(all:find("stack traceback", 1, true), all)
+  assert.is_nil(all:find("%.lua:%d+:"), all)
+end
+
+local function browser(sb, url)
+  local status, headers = helpers.http("GET", url, { cafile = sb.cafile })
+  assert.are.equal(302, status)
+  return headers.location or headers.Location
+end
+
+describe("exactonline auth", function()
+  local sb, dir, env
+
+  setup(function()
+    sb = helpers.sandbox {}
+  end)
+  teardown(function()
+    if sb then sb:stop() end
+  end)
+  before_each(function()
+    sb:reset()
+    dir = cli.mktemp()
+    env = cli.env_for(sb, dir)
+  end)
+  after_each(function()
+    cli.sh("rm -rf " .. cli.q(dir))
+  end)
+
+  it("takes the redirect URL pasted on a terminal, stores the tokens and says who is connected", function()
+    local res = cli.auth_pty(env, function(url)
+      assert.are.equal(sb.client_id, cli.param(url, "client_id"))
+      return browser(sb, url)
+    end)
+    assert.are.equal(0, res.code, res.output)
+    assert.matches("Connected as", res.output)
+    assert.matches("Division: " .. sb.division, res.output, 1, true)
+    assert.is_nil(res.output:find(sb.client_secret, 1, true))
+    local doc = cli.token_doc(dir)
+    assert.is_string(doc.tokens.refresh_token)
+    assert.is_nil(res.output:find(doc.tokens.refresh_token, 1, true))
+    assert.is_nil(res.output:find(doc.tokens.access_token, 1, true))
+    assert.are.equal(1, sb:stats().code_exchanges)
+    -- the stored tokens work for the next command
+    local me = cli.run(env, { "get", "/api/v1/current/Me" })
+    assert.are.equal(0, me.code, me.stderr)
+    assert.matches('"CurrentDivision": ' .. sb.division, me.stdout, 1, true)
+  end)
+
+  it("takes a bare code on stdin and --redirect-url", function()
+    local res = cli.run(env, { "auth" }, { stdin = sb:code() .. "\n" })
+    assert.are.equal(0, res.code, res.stderr)
+    local res2 = cli.run(env, { "auth", "--redirect-url", sb:authorize { state = "elsewhere" } })
+    assert.are.equal(0, res2.code, res2.stderr)
+    assert.are.equal(2, sb:stats().code_exchanges)
+  end)
+
+  it("says consent was denied", function()
+    local res = cli.auth_pty(env, function(url)
+      return "https://localhost/callback?error=access_denied&error_description=The+user+denied+access&state="
+        .. cli.param(url, "state")
+    end)
+    assert.are.equal(1, res.code, res.output)
+    assert.matches("denied", res.output:lower())
+    no_traceback(res)
+    assert.are.equal(0, sb:stats().token_calls)
+  end)
+
+  it("says a reused code works only once", function()
+    local code = sb:code()
+    assert.are.equal(0, cli.run(env, { "auth", "--redirect-url", code }).code)
+    local res = cli.run(env, { "auth", "--redirect-url", code })
+    assert.are.equal(1, res.code)
+    assert.matches("code", res.stderr)
+    assert.matches("exactonline auth: ", res.stderr, 1, true)
+    assert.are.equal(1, select(2, res.stderr:gsub("\n", "")), res.stderr) -- one line
+    no_traceback(res)
+  end)
+
+  it("says a late code expired (codes live 3 minutes)", function()
+    local res = cli.auth_pty(env, function(url)
+      local location = browser(sb, url)
+      sb:advance(181)
+      return location
+    end)
+    assert.are.equal(1, res.code, res.output)
+    assert.matches("code", res.output)
+    no_traceback(res)
+  end)
+
+  it("fails clearly with a redirect URI that is not the registered one", function()
+    local code = sb:code()
+    local res = cli.run(cli.env_for(sb, dir, { EXACT_REDIRECT_URI = "https://localhost/other" }),
+      { "auth", "--redirect-url", code })
+    assert.are.equal(1, res.code)
+    assert.matches("redirect", res.stderr:lower())
+    no_traceback(res)
+    -- and the sandbox's authorization page does not redirect to it
+    local status = helpers.http("GET", sb.base_url .. "/api/oauth2/auth?client_id=" .. sb.client_id
+      .. "&redirect_uri=https%3A%2F%2Flocalhost%2Fother&response_type=code", { cafile = sb.cafile })
+    assert.are_not.equal(302, status)
+  end)
+
+  it("fails clearly with a wrong client secret (invalid_client), never printing it", function()
+    local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_SECRET = "wrong-secret-xyz" }),
+      { "auth", "--redirect-url", sb:code() })
+    assert.are.equal(1, res.code)
+    assert.matches("invalid_client", res.stderr)
+    assert.is_nil(res.stderr:find("wrong-secret-xyz", 1, true))
+    no_traceback(res)
+  end)
+
+  it("names the flag and the variable of a missing setting", function()
+    local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_ID = false }), { "auth" })
+    assert.are.equal(2, res.code)
+    assert.matches("--client-id", res.stderr, 1, true)
+    assert.matches("EXACT_CLIENT_ID", res.stderr, 1, true)
+  end)
+
+  it("reads settings from the config file, below the environment", function()
+    cli.sh("mkdir -p " .. cli.q(dir .. "/config/exactonline"))
+    cli.write(dir .. "/config/exactonline/config.lua", ("return { client_id = %q, client_secret = 'from-file' }")
+      :format(sb.client_id))
+    local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_ID = false }), { "auth", "--redirect-url", sb:code() })
+    assert.are.equal(0, res.code, res.stderr)
+  end)
+end)
+
+describe("exactonline token and refresh", function()
+  local sb, dir, env
+
+  setup(function()
+    sb = helpers.sandbox {}
+  end)
+  teardown(function()
+    if sb then sb:stop() end
+  end)
+  before_each(function()
+    sb:reset()
+    dir = cli.mktemp()
+    env = cli.env_for(sb, dir)
+    assert.are.equal(0, cli.run(env, { "auth", "--redirect-url", sb:code() }).code)
+  end)
+  after_each(function()
+    cli.sh("rm -rf " .. cli.q(dir))
+  end)
+
+  local function shift(fields, seconds)
+    local doc = cli.token_doc(dir)
+    for _, f in ipairs(fields) do
+      if doc.tokens[f] then doc.tokens[f] = doc.tokens[f] - seconds end
+    end
+    cli.write_token_doc(dir, doc)
+  end
+
+  it("exits 0 with fresh tokens, 1 with fewer than 7 days left, 2 expired or missing", function()
+    local res = cli.run(env, { "token" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches("29 days left", res.stdout, 1, true)
+    assert.matches(tostring(sb.division), res.stdout, 1, true)
+    assert.is_nil(res.stdout:find(cli.token_doc(dir).tokens.refresh_token, 1, true))
+
+    shift({ "obtained_at", "refresh_obtained_at", "expires_at" }, 25 * 86400)
+    res = cli.run(env, { "token" })
+    assert.are.equal(1, res.code, res.stdout)
+    assert.matches("4 days left", res.stdout, 1, true)
+
+    shift({ "obtained_at", "refresh_obtained_at", "expires_at" }, 6 * 86400)
+    res = cli.run(env, { "token" })
+    assert.are.equal(2, res.code, res.stdout)
+    assert.matches("exactonline auth", res.stdout, 1, true)
+
+    res = cli.run(cli.env_for(sb, dir, { EXACT_TOKEN_FILE = dir .. "/none.json" }), { "token" })
+    assert.are.equal(2, res.code)
+    assert.matches("exactonline auth", res.stderr, 1, true)
+  end)
+
+  it("refresh says when it will be allowed, then refreshes once allowed", function()
+    local res = cli.run(env, { "refresh" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches("not refreshed", res.stdout, 1, true)
+    assert.are.equal(0, sb:stats().refreshes)
+
+    shift({ "obtained_at", "expires_at" }, 600)
+    sb:advance(600)
+    local before = cli.token_doc(dir).tokens.refresh_token
+    res = cli.run(env, { "refresh" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches("refreshed", res.stdout, 1, true)
+    assert.are.equal(1, sb:stats().refreshes)
+    assert.are_not.equal(before, cli.token_doc(dir).tokens.refresh_token)
+  end)
+
+  it("refresh exits 2 when the chain is dead", function()
+    local doc = cli.token_doc(dir)
+    doc.tokens.refresh_token = "dead" .. doc.tokens.refresh_token
+    doc.tokens.obtained_at = doc.tokens.obtained_at - 600
+    doc.tokens.expires_at = doc.tokens.expires_at - 600
+    cli.write_token_doc(dir, doc)
+    sb:advance(600)
+    local res = cli.run(env, { "refresh" })
+    assert.are.equal(2, res.code, res.stdout .. res.stderr)
+    assert.matches("exactonline refresh: ", res.stderr, 1, true)
+    no_traceback(res)
+  end)
+end)

@@ -1,0 +1,195 @@
+-- exactonline export / sync / get against a sandbox with 10 000 accounts; Python's csv module reads the CSV.
+local helpers = require "helpers"
+local cli = require "support.cli_run"
+local cjson = require "cjson"
+
+local PY_COMPARE = [[
+import csv, json, sys
+rows = list(csv.reader(open(sys.argv[1], newline='', encoding='utf-8')))
+lines = [json.loads(l) for l in open(sys.argv[2], encoding='utf-8')]
+header, data = rows[0], rows[1:]
+assert len(data) == len(lines), (len(data), len(lines))
+def text(v):
+    if v is None: return ''
+    if v is True: return 'true'
+    if v is False: return 'false'
+    if isinstance(v, float) and v.is_integer(): return str(int(v))
+    return str(v)
+for i, (r, j) in enumerate(zip(data, lines)):
+    assert len(r) == len(header), (i, r)
+    for name, value in zip(header, r):
+        assert value == text(j.get(name)), (i, name, value, j.get(name))
+ids = set(r[header.index('ID')] for r in data)
+print(json.dumps({"rows": len(data), "ids": len(ids), "header": header}))
+]]
+
+describe("exactonline export", function()
+  local sb, dir, env
+
+  setup(function()
+    sb = helpers.sandbox { accounts = 10000 }
+    sb:limits { minutely = 100000, daily = 100000 }
+    dir = cli.mktemp()
+    env = cli.env_for(sb, dir)
+    local res = cli.run(env, { "auth", "--redirect-url", sb:code() })
+    assert.are.equal(0, res.code, res.stderr)
+  end)
+  teardown(function()
+    if sb then sb:stop() end
+    if dir then cli.sh("rm -rf " .. cli.q(dir)) end
+  end)
+
+  local function api_calls()
+    return sb:stats().api_calls
+  end
+
+  it("writes 10 000 accounts as RFC 4180 CSV that Python reads back row for row, through the bulk endpoint", function()
+    -- one account with every character CSV must quote
+    local client = assert(require("exactonline").new {
+      client_id = sb.client_id, client_secret = sb.client_secret, redirect_uri = sb.redirect_uri,
+      base_url = sb.base_url, cafile = sb.cafile, division = sb.division,
+      store = require("exactonline").file_store(dir .. "/config/exactonline/tokens.json"),
+    })
+    local first = assert(client:get("crm/Accounts", { ["$select"] = "ID", ["$top"] = "1" }))
+    local id = first[1].ID
+    assert(client:put("crm/Accounts(guid'" .. id .. "')", { Name = 'Quote " comma, line\r\nbreak Zoë' }))
+    client:close()
+
+    local before = api_calls()
+    local csv = dir .. "/accounts.csv"
+    local res = cli.run(env, { "export", "crm/Accounts", "-o", csv })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches("exported 10000 rows", res.stderr, 1, true)
+    assert.matches("calls left", res.stderr, 1, true) -- plain progress lines (stderr is not a terminal)
+    -- one $top=1 probe for the columns, then 10 pages of 1000
+    assert.are.equal(11, api_calls() - before)
+
+    local jsonl = dir .. "/accounts.jsonl"
+    res = cli.run(env, { "export", "crm/Accounts", "--format", "jsonl", "-o", jsonl })
+    assert.are.equal(0, res.code, res.stderr)
+
+    local py = dir .. "/compare.py"
+    cli.write(py, PY_COMPARE)
+    local out = cli.capture("python3 " .. cli.q(py) .. " " .. cli.q(csv) .. " " .. cli.q(jsonl) .. " 2>&1")
+    local ok, summary = pcall(cjson.decode, out)
+    assert(ok, out)
+    assert.are.equal(10000, summary.rows)
+    assert.are.equal(10000, summary.ids)
+    assert.are.equal("ID", summary.header[1])
+
+    local text = cli.read(csv)
+    assert.are.equal("\r\n", text:sub(-2))
+    assert.matches('"Quote "" comma, line\r\nbreak Zoë"', text, 1, true)
+    assert.matches(",                 1,", text, 1, true) -- 18-character codes keep their padding
+    -- outside quoted fields every line ends in CRLF
+    assert.is_nil((text:gsub('"[^"]*"', "")):find("[^\r]\n"))
+  end)
+
+  it("writes the $select columns in order, with ISO 8601 dates", function()
+    local res = cli.run(env, { "export", "crm/Accounts", "--select", "Name,Code,Created", "--iso-dates",
+      "--filter", "City eq 'Delft'" })
+    assert.are.equal(0, res.code, res.stderr)
+    local lines = {}
+    for l in res.stdout:gmatch("([^\r\n]*)\r\n") do lines[#lines + 1] = l end
+    assert.are.equal("Name,Code,Created", lines[1])
+    assert.is_true(#lines > 100)
+    assert.matches(",%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", lines[2])
+  end)
+
+  it("writes JSON Lines, one row per line", function()
+    local res = cli.run(env, { "export", "crm/Accounts", "-f", "jsonl", "--select", "ID,Name,IsSupplier",
+      "--filter", "City eq 'Köln'" })
+    assert.are.equal(0, res.code, res.stderr)
+    local n = 0
+    for line in res.stdout:gmatch("[^\n]+") do
+      local row = cjson.decode(line)
+      assert.is_string(row.ID)
+      assert.is_boolean(row.IsSupplier)
+      assert.is_nil(row.__metadata)
+      n = n + 1
+    end
+    assert.are.equal(1250, n)
+  end)
+
+  it("leaves no file when the sandbox fails mid-export, and exits non-zero", function()
+    local csv = dir .. "/broken.csv"
+    sb:fault("slow", 2, { seconds = 1 })
+    local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
+    local partial = csv .. ".partial-" .. h.pid
+    for _ = 1, 200 do
+      local t = cli.read(partial)
+      if t and #t > 0 then break end
+      cli.sh("sleep 0.05")
+    end
+    assert.is_true(#(cli.read(partial) or "") > 0, "the first page was written to the temp file")
+    sb:fault("truncate", 5)
+    local code = h.wait()
+    assert.are_not.equal(0, code)
+    assert.matches("was not written", h.stderr, 1, true)
+    assert.is_false(cli.exists(csv))
+    assert.is_false(cli.exists(partial))
+    sb:fault("truncate", 0)
+  end)
+
+  it("leaves no file when interrupted (Ctrl-C)", function()
+    local csv = dir .. "/interrupted.csv"
+    sb:fault("slow", 3, { seconds = 1 })
+    local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
+    local partial = csv .. ".partial-" .. h.pid
+    for _ = 1, 200 do
+      local t = cli.read(partial)
+      if t and #t > 0 then break end
+      cli.sh("sleep 0.05")
+    end
+    cli.sh("kill -INT " .. h.pid)
+    local code = h.wait()
+    assert.are.equal(130, code, h.stderr)
+    assert.is_false(cli.exists(csv))
+    assert.is_false(cli.exists(partial))
+  end)
+
+  it("sync fetches everything first, then only the rows changed since", function()
+    local out = dir .. "/sync.jsonl"
+    local res = cli.run(env, { "sync", "crm/Accounts", "-o", out, "--select", "ID,Name,Timestamp" })
+    assert.are.equal(0, res.code, res.stderr)
+    local n = 0
+    for _ in cli.read(out):gmatch("[^\n]+") do n = n + 1 end
+    assert.are.equal(10000, n)
+    local state = cjson.decode(cli.read(out .. ".sync-state"))
+    assert.is_number(state.timestamp)
+
+    local client = assert(require("exactonline").new {
+      client_id = sb.client_id, client_secret = sb.client_secret, redirect_uri = sb.redirect_uri,
+      base_url = sb.base_url, cafile = sb.cafile, division = sb.division,
+      store = require("exactonline").file_store(dir .. "/config/exactonline/tokens.json"),
+    })
+    local rows = assert(client:get("crm/Accounts", { ["$select"] = "ID", ["$top"] = "2" }))
+    assert(client:put("crm/Accounts(guid'" .. rows[2].ID .. "')", { City = "Haarlem" }))
+    client:close()
+
+    local before = api_calls()
+    res = cli.run(env, { "sync", "crm/Accounts", "-o", out })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.are.equal(1, api_calls() - before)
+    local lines = {}
+    for l in cli.read(out):gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(l) end
+    assert.are.equal(1, #lines)
+    assert.are.equal(rows[2].ID, lines[1].ID)
+    assert.is_true(cjson.decode(cli.read(out .. ".sync-state")).timestamp > state.timestamp)
+
+    res = cli.run(env, { "sync", "crm/Accounts", "-o", out })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.are.equal("", cli.read(out))
+  end)
+
+  it("get prints pretty JSON; API errors are one line", function()
+    local res = cli.run(env, { "get", "crm/Accounts", "--select", "ID,Name", "--top", "2" })
+    assert.are.equal(0, res.code, res.stderr)
+    local rows = cjson.decode(res.stdout)
+    assert.are.equal(2, #rows)
+    assert.matches('\n  {\n    "ID": "', res.stdout, 1, true)
+    res = cli.run(env, { "get", "crm/Nothing" })
+    assert.are.equal(1, res.code)
+    assert.matches("^exactonline get: [^\n]+\n$", res.stderr)
+  end)
+end)

@@ -1,0 +1,194 @@
+--- Run bin/exactonline as a child process (same VM as the spec: EXACTONLINE_VM), with an environment,
+-- capturing stdout, stderr and the exit code; or interactively under a real pty (script(1)) with the
+-- spec answering the printed authorization URL.
+local io, os, pairs, ipairs, tonumber, tostring, type = io, os, pairs, ipairs, tonumber, tostring, type
+local concat = table.concat
+
+local _M = {}
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+_M.q = q
+
+local function sh(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0, a end
+  return a == true, c
+end
+_M.sh = sh
+
+function _M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function _M.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+function _M.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function capture(cmd)
+  local p = io.popen(cmd)
+  local s = p:read("*a")
+  p:close()
+  return s
+end
+_M.capture = capture
+
+function _M.root()
+  return (capture("pwd"):gsub("%s+$", ""))
+end
+
+function _M.mktemp()
+  return (capture("mktemp -d /tmp/exactonline-cli-spec.XXXXXX"):gsub("%s+$", ""))
+end
+
+function _M.vm()
+  return os.getenv("EXACTONLINE_VM") or (rawget(_G, "jit") and "luajit" or "lua5.4")
+end
+
+--- The environment a user would set for the sandbox (and nothing from the spec runner's own env).
+function _M.env_for(sb, dir, extra)
+  local env = {
+    XDG_CONFIG_HOME = dir .. "/config",
+    EXACT_CLIENT_ID = sb.client_id,
+    EXACT_CLIENT_SECRET = sb.client_secret,
+    EXACT_REDIRECT_URI = sb.redirect_uri,
+    EXACT_BASE_URL = sb.base_url,
+    EXACT_CAFILE = sb.cafile,
+  }
+  for k, v in pairs(extra or {}) do
+    if v == false then env[k] = nil else env[k] = v end
+  end
+  return env
+end
+
+local function env_prefix(env)
+  local parts = { "env -u EXACT_DIVISION -u EXACT_TOKEN_FILE -u EXACT_REGION -u EXACT_CONFIG -u DISPLAY",
+                  "-u WAYLAND_DISPLAY -u EXACTONLINE_DEBUG" }
+  for k, v in pairs(env or {}) do parts[#parts + 1] = k .. "=" .. q(v) end
+  return concat(parts, " ")
+end
+
+function _M.command(env, args)
+  local words = {}
+  for i, a in ipairs(args) do words[i] = q(a) end
+  return env_prefix(env) .. " " .. _M.vm() .. " bin/exactonline " .. concat(words, " ")
+end
+
+--- run(env, {args…}, { stdin = "text" }) --> { code, stdout, stderr }
+function _M.run(env, args, opts)
+  opts = opts or {}
+  local dir = _M.mktemp()
+  local input = "/dev/null"
+  if opts.stdin then
+    input = dir .. "/stdin"
+    _M.write(input, opts.stdin)
+  end
+  local cmd = _M.command(env, args) .. " <" .. q(input) .. " >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err")
+    .. "; echo $? >" .. q(dir .. "/rc")
+  sh("sh -c " .. q(cmd))
+  local res = {
+    code = tonumber((_M.read(dir .. "/rc") or ""):match("%d+")),
+    stdout = _M.read(dir .. "/out") or "",
+    stderr = _M.read(dir .. "/err") or "",
+  }
+  sh("rm -rf " .. q(dir))
+  return res
+end
+
+--- Start the CLI in the background: --> { pid = …, wait = function() --> code end, dir = … }
+function _M.spawn(env, args)
+  local dir = _M.mktemp()
+  local cmd = _M.command(env, args) .. " </dev/null >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err")
+  -- the shell prints the CLI's pid, waits for it and records its exit code
+  local p = io.popen("sh -c " .. q(cmd .. " & echo $!; wait $!; echo $? >" .. q(dir .. "/rc"))
+    .. " </dev/null &")
+  local pid = tonumber(p:read("*l"))
+  local h = { pid = pid, dir = dir }
+  function h.wait()
+    for _ = 1, 600 do
+      local rc = _M.read(dir .. "/rc")
+      if rc and rc:match("%d") then
+        p:close()
+        h.code = tonumber(rc:match("%d+"))
+        h.stdout = _M.read(dir .. "/out") or ""
+        h.stderr = _M.read(dir .. "/err") or ""
+        sh("rm -rf " .. q(dir))
+        return h.code
+      end
+      sh("sleep 0.05")
+    end
+    error("the CLI did not finish")
+  end
+  return h
+end
+
+--- Interactive auth under a real pty: script(1) runs `exactonline auth`; the spec's answer(url) returns
+-- the line a person would paste. --> { code, output }
+function _M.auth_pty(env, answer, extra_args)
+  local dir = _M.mktemp()
+  local fifo = dir .. "/paste"
+  sh("mkfifo " .. q(fifo))
+  local args = { "auth" }
+  for _, a in ipairs(extra_args or {}) do args[#args + 1] = a end
+  local inner = _M.command(env, args)
+  local cmd = "script -qec " .. q(inner) .. " /dev/null <" .. q(fifo) .. " >" .. q(dir .. "/out") .. " 2>&1; echo $? >"
+    .. q(dir .. "/rc")
+  sh("sh -c " .. q(cmd) .. " </dev/null >/dev/null 2>&1 &")
+  local paste = assert(io.open(fifo, "w"))
+  local url
+  for _ = 1, 400 do
+    local text = _M.read(dir .. "/out") or ""
+    url = text:match("(https://%S+/api/oauth2/auth%?[^%s\27]+)")
+    if url and text:find("> ", 1, true) then break end
+    if _M.exists(dir .. "/rc") and (_M.read(dir .. "/rc") or ""):match("%d") then break end
+    sh("sleep 0.05")
+  end
+  local line = url and answer(url) or ""
+  paste:write(line, "\n")
+  paste:flush()
+  local code
+  for _ = 1, 600 do
+    local rc = _M.read(dir .. "/rc")
+    if rc and rc:match("%d") then code = tonumber(rc:match("%d+")) break end
+    sh("sleep 0.05")
+  end
+  paste:close()
+  local res = { code = code, output = _M.read(dir .. "/out") or "", url = url }
+  sh("rm -rf " .. q(dir))
+  return res
+end
+
+--- Query parameter of a URL (percent-decoded once).
+function _M.param(url, name)
+  local v = url:match("[?&]" .. name .. "=([^&#]*)")
+  if not v then return nil end
+  return (v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- The token file as a table (format written by the file store).
+function _M.token_doc(dir)
+  local cjson = require "cjson"
+  return cjson.decode(_M.read(dir .. "/config/exactonline/tokens.json"))
+end
+
+function _M.write_token_doc(dir, doc)
+  local cjson = require "cjson"
+  local path = dir .. "/config/exactonline/tokens.json"
+  _M.write(path, cjson.encode(doc))
+  sh("chmod 600 " .. q(path))
+end
+
+return _M

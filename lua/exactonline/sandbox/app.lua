@@ -1,0 +1,367 @@
+--- The sandbox app (runs inside nginx): OAuth endpoints, control endpoints, dispatch to the API.
+-- All state lives in lua_shared_dicts so every worker agrees: eo_sandbox_state (tokens, counters,
+-- faults, clock, limits: flushed by /_sandbox/reset) and eo_sandbox_data (accounts: kept).
+local ngx = ngx
+local cjson = require "cjson.safe"
+local data = require "exactonline.sandbox.data"
+local odata = require "exactonline.sandbox.odata"
+local string, table, math, os = string, table, math, os
+local tonumber, type, ipairs, pairs, dofile = tonumber, type, ipairs, pairs, dofile
+
+local _M = {}
+
+local state = ngx.shared.eo_sandbox_state
+local settings = { apps = {}, division = 3167822, accounts = 250 }
+local apps = {}
+
+_M.CODE_TTL = 180
+_M.ACCESS_TTL = 600
+_M.TOO_EARLY = 570
+_M.REFRESH_TTL = 30 * 86400
+
+_M.STATS = { "token_calls", "code_exchanges", "refreshes", "refresh_attempts", "old_refresh_used",
+             "too_early", "refresh_expired", "invalid_grant", "invalid_client", "codes_issued",
+             "api_calls", "unauthorized", "rate_limited", "faults_served", "xml_calls" }
+
+function _M.init(path)
+  settings = dofile(path)
+  for _, a in ipairs(settings.apps) do apps[a.client_id] = a end
+  data.seed(settings.division, settings.accounts)
+  -- a second company the user can reach, for per-division behaviour
+  data.seed(settings.division + 1, 5)
+  _M.settings = settings
+  _M.apps = apps
+end
+
+function _M.init_worker()
+  math.randomseed(ngx.worker.pid() * 1000 + math.floor(ngx.now() * 1000) % 100000)
+end
+
+function _M.divisions()
+  return { settings.division, settings.division + 1 }
+end
+
+function _M.now()
+  return ngx.now() + (state:get("clock_offset") or 0)
+end
+
+function _M.stat(name, n)
+  state:incr("stat:" .. name, n or 1, 0)
+end
+
+local function random_token(len, bang)
+  local parts = {}
+  local seq = ngx.shared.eo_sandbox_data:incr("seq", 1, 0)
+  local i = 0
+  while #table.concat(parts) < len do
+    i = i + 1
+    parts[#parts + 1] = ngx.encode_base64(ngx.sha1_bin(seq .. ":" .. i .. ":" .. ngx.worker.pid() .. ":" ..
+      ngx.now() .. ":" .. math.random()))
+  end
+  local s = table.concat(parts):gsub("[+/=]", ""):sub(1, len)
+  if bang then
+    local at = math.floor(len / 3)
+    s = s:sub(1, at) .. "!" .. s:sub(at + 1)
+  end
+  return s
+end
+
+local function record(key)
+  local raw = state:get(key)
+  return raw and cjson.decode(raw) or nil
+end
+
+local function json_reply(status, body, headers)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json; charset=utf-8"
+  ngx.header["Cache-Control"] = "no-store"
+  if headers then
+    for k, v in pairs(headers) do ngx.header[k] = v end
+  end
+  local text = type(body) == "string" and body or cjson.encode(body)
+  ngx.header["Content-Length"] = #text
+  ngx.print(text)
+  return ngx.exit(status)
+end
+_M.json_reply = json_reply
+
+local function html_reply(status, title, message)
+  ngx.status = status
+  ngx.header["Content-Type"] = "text/html; charset=utf-8"
+  local text = "<!DOCTYPE html><html><head><title>" .. odata.xml_escape(title) .. "</title></head><body><h1>" ..
+    odata.xml_escape(title) .. "</h1><p>" .. odata.xml_escape(message) .. "</p></body></html>"
+  ngx.header["Content-Length"] = #text
+  ngx.print(text)
+  return ngx.exit(status)
+end
+_M.html_reply = html_reply
+
+--- faults: the next N answers of a scope ("api" or "token") fail the configured way
+function _M.take_fault(scope)
+  local left = state:incr("fault:" .. scope .. ":count", -1)
+  if not left or left < 0 then return nil end
+  _M.stat("faults_served")
+  return state:get("fault:" .. scope .. ":kind"), state:get("fault:" .. scope .. ":seconds")
+end
+
+--- serve a fault; returns true when the answer was replaced (the caller stops), false for "slow"
+function _M.serve_fault(kind, seconds)
+  if kind == "slow" then
+    ngx.sleep(tonumber(seconds) or 1)
+    return false
+  elseif kind == "html503" then
+    html_reply(503, "Service Unavailable", "The service is temporarily unavailable. Please try again later.")
+  elseif kind == "html500" then
+    html_reply(500, "Runtime Error", "An application error occurred on the server.")
+  elseif kind == "garbage" then
+    ngx.status = 200
+    ngx.header["Content-Type"] = "application/json; charset=utf-8"
+    ngx.print('{"d":{"results":[{"ID":"broken", "Name": <html>')
+    ngx.exit(200)
+  elseif kind == "truncate" then
+    local body = '{"d":{"results":[{"ID":"00000000-0000-0000-0000-000000000000","Name":"trunc'
+    ngx.status = 200
+    ngx.header["Content-Type"] = "application/json; charset=utf-8"
+    ngx.header["Content-Length"] = #body + 4096
+    ngx.print(body)
+    ngx.flush(true)
+    ngx.exit(ngx.ERROR)
+  elseif kind == "reset" then
+    ngx.exit(444)
+  elseif kind == "401" then
+    ngx.header["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    json_reply(401, { error = { code = "", message = { lang = "", value = "Unauthorized" } } })
+  else
+    return false
+  end
+  return true
+end
+
+-- auth ----------------------------------------------------------------------------------------------
+
+local function auth()
+  local args = ngx.req.get_uri_args(100)
+  local client_id, redirect_uri = args.client_id, args.redirect_uri
+  if type(client_id) ~= "string" or type(redirect_uri) ~= "string" then
+    return html_reply(400, "Error", "The request is missing client_id or redirect_uri.")
+  end
+  local app = apps[client_id]
+  if not app then
+    return html_reply(400, "Error", "Client with identifier '" .. client_id .. "' not found.")
+  end
+  if redirect_uri ~= app.redirect_uri then
+    return html_reply(400, "Error", "The redirect URI '" .. redirect_uri ..
+      "' does not match the redirect URI registered for this app.")
+  end
+  if args.response_type ~= "code" then
+    return html_reply(400, "Error", "response_type must be 'code'.")
+  end
+  local st = type(args.state) == "string" and args.state or nil
+  local sep = redirect_uri:find("?", 1, true) and "&" or "?"
+  local location
+  if args.sandbox_deny then
+    location = redirect_uri .. sep .. "error=access_denied&error_description=" ..
+      odata.escape_strict("The user denied access.")
+  else
+    local code = "stampNL001." .. random_token(24) .. "!" .. random_token(120)
+    state:set("code:" .. code, cjson.encode{ client_id = client_id, redirect_uri = redirect_uri,
+                                             issued = _M.now() })
+    _M.stat("codes_issued")
+    location = redirect_uri .. sep .. "code=" .. odata.escape_strict(code)
+  end
+  if st then location = location .. "&state=" .. odata.escape_strict(st) end
+  ngx.header["Location"] = location
+  ngx.header["Content-Type"] = "text/html; charset=utf-8"
+  ngx.status = 302
+  ngx.print('<html><body>Object moved to <a href="' .. odata.xml_escape(location) .. '">here</a>.</body></html>')
+  return ngx.exit(302)
+end
+
+-- token ---------------------------------------------------------------------------------------------
+
+local function oauth_error(status, err, description, headers)
+  return json_reply(status, { error = err, error_description = description }, headers)
+end
+
+-- the refresh token's death date as Exact words it: 10/11/2022 9:18:20 PM
+local function us_date(t)
+  local d = os.date("!*t", math.floor(t))
+  local h = d.hour % 12
+  if h == 0 then h = 12 end
+  return string.format("%d/%d/%d %d:%02d:%02d %s", d.month, d.day, d.year, h, d.min, d.sec,
+    d.hour < 12 and "AM" or "PM")
+end
+
+local function issue(client_id, chain)
+  local now = _M.now()
+  local access = "stampNL001." .. random_token(600)
+  local refresh = random_token(300, true)
+  state:set("at:" .. access, cjson.encode{ client_id = client_id, issued = now, chain = chain })
+  state:set("rt:" .. refresh, cjson.encode{ client_id = client_id, issued = now, chain = chain })
+  state:set("chain:" .. chain, now)
+  return json_reply(200, { access_token = access, token_type = "bearer", expires_in = "600",
+                           refresh_token = refresh })
+end
+
+local function token()
+  _M.stat("token_calls")
+  local kind, seconds = _M.take_fault("token")
+  if kind and _M.serve_fault(kind, seconds) then return end
+  if ngx.req.get_method() ~= "POST" then
+    return oauth_error(405, "invalid_request", "Use POST.")
+  end
+  local ctype = (ngx.var.http_content_type or ""):lower()
+  if not ctype:find("application/x-www-form-urlencoded", 1, true) then
+    return oauth_error(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded.")
+  end
+  ngx.req.read_body()
+  local args = ngx.req.get_post_args(100) or {}
+  local client_id, secret, grant = args.client_id, args.client_secret, args.grant_type
+  local app = type(client_id) == "string" and apps[client_id]
+  if not app then
+    _M.stat("invalid_client")
+    return oauth_error(400, "invalid_client")
+  end
+  if secret ~= app.client_secret then
+    _M.stat("invalid_client")
+    return oauth_error(401, "invalid_client")
+  end
+  local now = _M.now()
+  if grant == "authorization_code" then
+    local code = args.code
+    local rec = type(code) == "string" and record("code:" .. code)
+    if not rec or rec.client_id ~= client_id then
+      _M.stat("invalid_grant")
+      return oauth_error(400, "invalid_grant", "The authorization code is invalid.")
+    end
+    if now - rec.issued > _M.CODE_TTL then
+      _M.stat("invalid_grant")
+      return oauth_error(400, "invalid_grant", "The authorization code has expired.")
+    end
+    if args.redirect_uri ~= rec.redirect_uri then
+      _M.stat("invalid_grant")
+      return oauth_error(400, "invalid_grant", "The redirect_uri does not match the authorization request.")
+    end
+    if not state:add("code_used:" .. code, true) then
+      _M.stat("invalid_grant")
+      return oauth_error(400, "invalid_grant", "The authorization code has already been used.")
+    end
+    _M.stat("code_exchanges")
+    return issue(client_id, state:incr("chains", 1, 0))
+  elseif grant == "refresh_token" then
+    _M.stat("refresh_attempts")
+    local rt = args.refresh_token
+    local rec = type(rt) == "string" and record("rt:" .. rt)
+    if not rec or rec.client_id ~= client_id then
+      _M.stat("invalid_grant")
+      return oauth_error(400, "invalid_grant", "The refresh token is invalid.")
+    end
+    if state:get("rt_used:" .. rt) then
+      _M.stat("old_refresh_used")
+      return oauth_error(401, "unauthorized_client", "Old refresh token used.")
+    end
+    if now > rec.issued + _M.REFRESH_TTL then
+      _M.stat("refresh_expired")
+      return oauth_error(400, "invalid_request", "The refresh token expired at " ..
+        us_date(rec.issued + _M.REFRESH_TTL) .. " and it is now " .. us_date(now) .. ".")
+    end
+    local last = state:get("chain:" .. rec.chain) or 0
+    if now - last < _M.TOO_EARLY then
+      _M.stat("too_early")
+      return oauth_error(400, "access_denied", "Rate limit exceeded: access_token not expired",
+        { Reason = "TooEarlyToRefreshTokens: Rate limit exceeded: access_token not expired" })
+    end
+    -- only one request may spend a refresh token, however many arrive at once
+    if not state:add("rt_used:" .. rt, true) then
+      _M.stat("old_refresh_used")
+      return oauth_error(401, "unauthorized_client", "Old refresh token used.")
+    end
+    _M.stat("refreshes")
+    return issue(client_id, rec.chain)
+  end
+  return oauth_error(400, "unsupported_grant_type")
+end
+
+--- the bearer token's record, or nil: used by the API
+function _M.bearer()
+  local h = ngx.var.http_authorization
+  local tok = h and h:match("^%s*[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$")
+  if not tok then return nil end
+  local rec = record("at:" .. tok)
+  if not rec then return nil end
+  if _M.now() - rec.issued >= _M.ACCESS_TTL then return nil end
+  return rec
+end
+
+-- control -------------------------------------------------------------------------------------------
+
+local FAULTS = { html503 = true, html500 = true, garbage = true, truncate = true, slow = true,
+                 reset = true, ["401"] = true }
+
+function _M.limits()
+  return tonumber(state:get("cfg:minutely")) or 60, tonumber(state:get("cfg:daily")) or 5000,
+    tonumber(state:get("cfg:window")) or 60
+end
+
+local function stats()
+  local out = {}
+  for _, name in ipairs(_M.STATS) do out[name] = state:get("stat:" .. name) or 0 end
+  out.clock = _M.now()
+  out.clock_offset = state:get("clock_offset") or 0
+  local m, d, w = _M.limits()
+  out.limits = { minutely = m, daily = d, window = w }
+  out.faults_pending = { api = math.max(0, state:get("fault:api:count") or 0),
+                         token = math.max(0, state:get("fault:token:count") or 0) }
+  return out
+end
+
+local function control(path)
+  local args = ngx.req.get_uri_args(50)
+  local method = ngx.req.get_method()
+  if path == "stats" then
+    return json_reply(200, stats())
+  end
+  if method ~= "POST" then
+    return json_reply(405, { error = "use POST" })
+  end
+  if path == "advance" then
+    local s = tonumber(args.seconds)
+    if not s then return json_reply(400, { error = "seconds required" }) end
+    state:incr("clock_offset", s, 0)
+    return json_reply(200, { clock = _M.now() })
+  elseif path == "config" then
+    for _, k in ipairs{ "minutely", "daily", "window" } do
+      if args[k] then
+        local n = tonumber(args[k])
+        if not n or n <= 0 then return json_reply(400, { error = k .. " must be a positive number" }) end
+        state:set("cfg:" .. k, n)
+      end
+    end
+    return json_reply(200, stats().limits)
+  elseif path == "fault" then
+    local kind = args.kind
+    local scope = args.scope or "api"
+    if not FAULTS[kind] or (scope ~= "api" and scope ~= "token") then
+      return json_reply(400, { error = "unknown fault kind or scope" })
+    end
+    state:set("fault:" .. scope .. ":kind", kind)
+    state:set("fault:" .. scope .. ":seconds", tonumber(args.seconds) or 1)
+    state:set("fault:" .. scope .. ":count", tonumber(args.count) or 1)
+    return json_reply(200, { kind = kind, scope = scope, count = tonumber(args.count) or 1 })
+  elseif path == "reset" then
+    state:flush_all()
+    return json_reply(200, { reset = true })
+  end
+  return json_reply(404, { error = "unknown control endpoint" })
+end
+
+function _M.handle()
+  local uri = ngx.var.uri
+  local ctl = uri:match("^/_sandbox/(%w+)$")
+  if ctl then return control(ctl) end
+  if uri == "/api/oauth2/auth" then return auth() end
+  if uri == "/api/oauth2/token" then return token() end
+  return require("exactonline.sandbox.api").handle(_M)
+end
+
+return _M

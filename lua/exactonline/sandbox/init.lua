@@ -1,0 +1,299 @@
+--- The sandbox runner: writes an nginx prefix and config for the sandbox app, creates TLS files, starts and
+-- stops nginx. Plain Lua (runs under lua5.4 or LuaJIT outside nginx); the app itself is exactonline.sandbox.app.
+local io, os, package, string, table = io, os, package, string, table
+local tostring, tonumber, type, pairs, ipairs, error = tostring, tonumber, type, pairs, ipairs, error
+
+local _M = {}
+
+_M.defaults = {
+  client_id = "3c2b8a6e-91d4-4f57-b0e2-6d4a1f9c7e35",
+  client_secret = "sandbox-secret-7Gq2Lw9Xv4",
+  redirect_uri = "https://localhost/callback",
+  division = 3167822,
+  accounts = 250,
+  workers = 2,
+}
+
+local NGINX = "/usr/sbin/nginx"
+local MODULES = "/usr/lib/nginx/modules"
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+_M.quote = quote
+
+-- os.execute differs between 5.1 (a number) and 5.2+ (true|nil, "exit", code)
+local function execute(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0, a end
+  return a == true, c
+end
+_M.execute = execute
+
+local function read(cmd)
+  local f = io.popen(cmd)
+  if not f then return nil end
+  local out = f:read("*a")
+  f:close()
+  return out
+end
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() return true end
+  return false
+end
+
+local function write(path, text, mode)
+  local f, err = io.open(path, "w")
+  if not f then return nil, err end
+  f:write(text)
+  f:close()
+  if mode then execute("chmod " .. mode .. " " .. quote(path)) end
+  return true
+end
+
+-- where our Lua sources live (checkout or installed tree)
+local function lua_dir()
+  local file = package.searchpath and package.searchpath("exactonline.sandbox", package.path)
+  if file then
+    local dir = file:match("^(.*)/exactonline/sandbox/init%.lua$")
+    if dir then return dir end
+  end
+  return "./lua"
+end
+
+local function cjson_cpath()
+  for _, d in ipairs{ "/usr/lib/x86_64-linux-gnu/lua/5.1", "/usr/lib/aarch64-linux-gnu/lua/5.1",
+                      "/usr/local/lib/lua/5.1", "/usr/lib/lua/5.1" } do
+    if exists(d .. "/cjson.so") then return d .. "/?.so" end
+  end
+  return "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so"
+end
+
+function _M.mktemp(prefix)
+  local out = read("mktemp -d " .. quote("/tmp/" .. (prefix or "exactonline-sandbox") .. ".XXXXXX"))
+  out = out and out:gsub("%s+$", "")
+  if not out or out == "" then return nil, "mktemp failed" end
+  return out
+end
+
+--- ensure_tls(dir) --> true | nil, err: D/ca.pem, D/server.pem, D/server.key (created when missing).
+-- Files are made in a scratch dir and renamed into place so concurrent runs never see half a set.
+function _M.ensure_tls(dir)
+  if exists(dir .. "/ca.pem") and exists(dir .. "/server.pem") and exists(dir .. "/server.key") then
+    return true
+  end
+  execute("mkdir -p " .. quote(dir))
+  local tmp, err = _M.mktemp("exactonline-tls")
+  if not tmp then return nil, err end
+  local q = quote(tmp)
+  write(tmp .. "/ext.cnf", "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n" ..
+    "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+  local cmd = "(" .. table.concat({
+    "cd " .. q,
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem"
+      .. " -days 3650 -subj '/CN=exactonline sandbox CA'"
+      .. " -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'",
+    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr"
+      .. " -subj '/CN=localhost'",
+    "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 825"
+      .. " -extfile ext.cnf",
+    "chmod 600 server.key",
+  }, " && ") .. ") >/dev/null 2>&1"
+  local ok = execute(cmd)
+  if not ok then
+    execute("rm -rf " .. q)
+    return nil, "openssl failed to create the sandbox certificates"
+  end
+  for _, name in ipairs{ "ca.pem", "server.pem", "server.key" } do
+    -- rename into place only when another run has not already done so
+    if not exists(dir .. "/" .. name) then
+      execute("mv " .. quote(tmp .. "/" .. name) .. " " .. quote(dir .. "/" .. name))
+    end
+  end
+  execute("rm -rf " .. q)
+  if not (exists(dir .. "/ca.pem") and exists(dir .. "/server.pem") and exists(dir .. "/server.key")) then
+    return nil, "could not create the sandbox certificates in " .. dir
+  end
+  return true
+end
+
+local function lua_literal(v)
+  local t = type(v)
+  if t == "string" then return string.format("%q", v) end
+  if t == "number" or t == "boolean" then return tostring(v) end
+  if t == "table" then
+    local parts = {}
+    for k, x in pairs(v) do
+      parts[#parts + 1] = "[" .. lua_literal(k) .. "]=" .. lua_literal(x)
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  return "nil"
+end
+
+--- prepare(opts) --> info | nil, err. Writes PREFIX/conf/nginx.conf and PREFIX/sandbox.lua.
+-- opts: port (required), tls_dir, client_id, client_secret, redirect_uri, division, accounts, workers, prefix.
+function _M.prepare(opts)
+  opts = opts or {}
+  local d = _M.defaults
+  local port = tonumber(opts.port)
+  if not port then error("sandbox: a port is required", 2) end
+  local info = {
+    port = port,
+    client_id = opts.client_id or d.client_id,
+    client_secret = opts.client_secret or d.client_secret,
+    redirect_uri = opts.redirect_uri or d.redirect_uri,
+    division = tonumber(opts.division) or d.division,
+    accounts = tonumber(opts.accounts) or d.accounts,
+    workers = tonumber(opts.workers) or d.workers,
+    tls_dir = opts.tls_dir,
+  }
+  local prefix = opts.prefix
+  if not prefix then
+    local err
+    prefix, err = _M.mktemp()
+    if not prefix then return nil, err end
+  end
+  info.prefix = prefix
+  execute("mkdir -p " .. quote(prefix .. "/conf") .. " " .. quote(prefix .. "/logs") .. " " ..
+    quote(prefix .. "/tmp"))
+  local scheme = "http"
+  if info.tls_dir then
+    local ok, err = _M.ensure_tls(info.tls_dir)
+    if not ok then return nil, err end
+    scheme = "https"
+    info.cafile = info.tls_dir .. "/ca.pem"
+  end
+  info.base_url = scheme .. "://localhost:" .. port
+  info.conf = prefix .. "/conf/nginx.conf"
+  info.pid = prefix .. "/logs/nginx.pid"
+  info.error_log = prefix .. "/logs/error.log"
+
+  local settings = {
+    apps = { { client_id = info.client_id, client_secret = info.client_secret,
+               redirect_uri = info.redirect_uri, name = "Sandbox app" } },
+    division = info.division,
+    accounts = info.accounts,
+  }
+  local ok, err = write(prefix .. "/sandbox.lua", "return " .. lua_literal(settings) .. "\n", "600")
+  if not ok then return nil, err end
+
+  local is_root = (read("id -u") or ""):match("^0") ~= nil
+  local luadir = lua_dir()
+  local listen = "listen 127.0.0.1:" .. port .. (info.tls_dir and " ssl" or "") .. ";"
+  local tls = ""
+  if info.tls_dir then
+    tls = ("    ssl_certificate %s;\n    ssl_certificate_key %s;\n    ssl_protocols TLSv1.2 TLSv1.3;\n")
+      :format(info.tls_dir .. "/server.pem", info.tls_dir .. "/server.key")
+  end
+  local t = prefix .. "/tmp"
+  local conf = table.concat({
+    "load_module " .. MODULES .. "/ndk_http_module.so;",
+    "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
+    is_root and "user root root;" or "",
+    "worker_processes " .. info.workers .. ";",
+    "pid " .. info.pid .. ";",
+    "error_log " .. info.error_log .. " warn;",
+    "events { worker_connections 512; }",
+    "http {",
+    "  access_log off;",
+    "  server_tokens off;",
+    "  default_type application/octet-stream;",
+    "  client_body_temp_path " .. t .. "/body;",
+    "  proxy_temp_path " .. t .. "/proxy;",
+    "  fastcgi_temp_path " .. t .. "/fastcgi;",
+    "  uwsgi_temp_path " .. t .. "/uwsgi;",
+    "  scgi_temp_path " .. t .. "/scgi;",
+    "  client_body_buffer_size 1m;",
+    "  client_max_body_size 10m;",
+    "  large_client_header_buffers 4 16k;",
+    "  keepalive_timeout 65;",
+    "  keepalive_requests 100000;",
+    "  lua_package_path " .. string.format("%q", luadir .. "/?.lua;" .. luadir .. "/?/init.lua;" ..
+      "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;") .. ";",
+    "  lua_package_cpath " .. string.format("%q", cjson_cpath() .. ";;") .. ";",
+    "  lua_shared_dict eo_sandbox_state 32m;",
+    "  lua_shared_dict eo_sandbox_data 32m;",
+    "  init_by_lua_block { require('exactonline.sandbox.app').init(" ..
+      string.format("%q", prefix .. "/sandbox.lua") .. ") }",
+    "  init_worker_by_lua_block { require('exactonline.sandbox.app').init_worker() }",
+    "  server {",
+    "    " .. listen,
+    "    server_name localhost;",
+    tls,
+    "    location / { content_by_lua_block { require('exactonline.sandbox.app').handle() } }",
+    "  }",
+    "}",
+    "",
+  }, "\n")
+  ok, err = write(info.conf, conf)
+  if not ok then return nil, err end
+  return info
+end
+
+local function nginx_cmd(info, extra)
+  return NGINX .. " -p " .. quote(info.prefix) .. " -c " .. quote(info.conf) .. " -e " ..
+    quote(info.error_log) .. (extra or "")
+end
+
+--- start(info) --> true | nil, err: runs nginx as a daemon (returns once it listens or failed).
+function _M.start(info)
+  local out = read(nginx_cmd(info) .. " 2>&1; echo \"rc=$?\"") or ""
+  local rc = tonumber(out:match("rc=(%d+)%s*$"))
+  if rc ~= 0 then
+    local f = io.open(info.error_log, "r")
+    local log = f and f:read("*a") or ""
+    if f then f:close() end
+    return nil, "nginx failed to start: " .. out:gsub("rc=%d+%s*$", "") .. log:sub(-600)
+  end
+  return true
+end
+
+function _M.pid(info)
+  local f = io.open(info.pid, "r")
+  if not f then return nil end
+  local pid = tonumber(f:read("*a"))
+  f:close()
+  return pid
+end
+
+--- stop(info): stop the daemon, wait (up to ~5 s) for it to go, remove the prefix.
+function _M.stop(info, keep_prefix)
+  local pid = _M.pid(info)
+  if pid then
+    execute("kill -TERM " .. pid .. " 2>/dev/null")
+    execute("i=0; while [ -e " .. quote(info.pid) .. " ] && kill -0 " .. pid ..
+      " 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; kill -KILL " .. pid ..
+      " 2>/dev/null; true")
+  end
+  if not keep_prefix then execute("rm -rf " .. quote(info.prefix)) end
+  return true
+end
+
+--- watchdog(info, owner_pid): stop nginx when owner_pid goes away (a spec run that died, a killed CLI).
+function _M.watchdog(info, owner_pid)
+  local p = quote(info.pid)
+  local script = "while kill -0 " .. owner_pid .. " 2>/dev/null && [ -e " .. p .. " ]; do sleep 1; done; " ..
+    "[ -e " .. p .. " ] && kill -TERM $(cat " .. p .. ") 2>/dev/null; sleep 1; rm -rf " .. quote(info.prefix)
+  execute("nohup sh -c " .. quote(script) .. " >/dev/null 2>&1 </dev/null &")
+end
+
+--- run_foreground(info) --> exit code. nginx runs with daemon off under a small shell that forwards
+-- INT/TERM/HUP to it; setpriv makes the shell die (and stop nginx) if this process is killed.
+function _M.run_foreground(info)
+  local script = "trap 'kill -TERM $n 2>/dev/null' INT TERM HUP; " ..
+    nginx_cmd(info, " -g 'daemon off;'") .. " </dev/null & n=$!; " ..
+    "wait $n; rc=$?; while kill -0 $n 2>/dev/null; do wait $n; rc=$?; done; " ..
+    "rm -rf " .. quote(info.prefix) .. "; exit $rc"
+  local launcher = "sh -c " .. quote(script)
+  if execute("command -v setpriv >/dev/null 2>&1") then
+    launcher = "setpriv --pdeathsig TERM -- " .. launcher
+  end
+  local ok, code = execute(launcher)
+  if ok then return 0 end
+  return tonumber(code) or 1
+end
+
+return _M

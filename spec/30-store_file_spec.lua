@@ -240,7 +240,8 @@ describe("file store", function()
     assert.is_true(store.save({ access_token = "A0", refresh_token = "R0", obtained_at = 0, expires_at = 600 }))
     local snaps = dir .. "/snaps"
     proc.sh("mkdir " .. q(snaps))
-    -- long tokens make each write span more than one syscall's worth of time
+    -- long tokens make each write span more than one syscall's worth of time; the child says when its
+    -- loop runs (after its first save), so every kill lands inside the loop whatever the machine's load
     local cmd, done = proc.script(([[
       local s = require("exactonline.file_store").new(%q)
       local pad = string.rep("x", 8000)
@@ -250,22 +251,24 @@ describe("file store", function()
         local t = { access_token = "A" .. n .. pad, refresh_token = "R" .. n .. pad, expires_at = n + 600,
                     obtained_at = n, refresh_obtained_at = n }
         assert(s.save(t))
+        if n %% 100000 == 1 then io.open(%q .. "/started." .. arg[1], "w"):close() end
       end
-    ]]):format(path))
-    -- one shell runs all 200 rounds (fast); each round kills the writer after a random 3..24 ms
+    ]]):format(path, snaps))
+    -- one shell runs all 200 rounds (fast); each round kills the writer a random 0..15 ms into its loop
     local delays = {}
     math.randomseed(os.time())
-    for i = 1, 200 do delays[i] = ("0.%03d"):format(math.random(3, 24)) end
+    for i = 1, 200 do delays[i] = ("0.%03d"):format(math.random(0, 15)) end
     local ok, out = proc.sh(([[
       i=1
       for delay in %s; do
         %s $i & pid=$!
+        while [ ! -e %s/started.$i ] && kill -0 $pid 2>/dev/null; do sleep 0.002; done
         sleep $delay
         kill -9 $pid; wait $pid 2>/dev/null
         cp %s %s/$i 2>/dev/null || echo "missing after round $i"
         i=$((i+1))
       done
-    ]]):format(table.concat(delays, " "), cmd, q(path), q(snaps)))
+    ]]):format(table.concat(delays, " "), cmd, q(snaps), q(path), q(snaps)))
     done()
     assert.is_true(ok, out)
     assert.are.equal("", out)
@@ -279,10 +282,12 @@ describe("file store", function()
       assert.is_not_nil(n, "round " .. i)
       assert.are.equal("R" .. n, t.refresh_token:match("^R%d+"), "round " .. i .. " holds a mixed pair")
       assert.are.equal(n, t.obtained_at)
+      -- round i's writer saved at least once before it was killed: the file is its pair, not an older one
+      assert.is_true(n > i * 100000, "round " .. i .. " lost a completed save")
       if n > newest then newest = n end
     end
     -- the writers did get to save during the rounds (otherwise this test proved nothing)
-    assert.is_true(newest > 100000, "no child ever saved")
+    assert.is_true(newest > 200 * 100000, "the last child never saved")
     assert.is_true(temps_in(dir .. "/conf/exactonline") <= 2, "temp files pile up")
     assert.is_true(store.lock(1))
     store.unlock()

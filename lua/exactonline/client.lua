@@ -11,7 +11,7 @@ local type, pairs, pcall, error, tostring, tonumber, setmetatable, require =
 local os_date = os.date
 local io_stderr = io.stderr
 local string_format = string.format
-local math_ceil = math.ceil
+local math_ceil, math_floor = math.ceil, math.floor
 local ngx = rawget(_G, "ngx")
 
 local _M = {}
@@ -331,8 +331,7 @@ function methods:division()
       message = "/api/v1/current/Me carries no CurrentDivision",
       hint = "give config.division" }
   end
-  self:division_id(cur)
-  return cur
+  return self:division_id(math_floor(cur))
 end
 
 --- client:divisions() --> every division the user can reach (system/Divisions) | nil, err

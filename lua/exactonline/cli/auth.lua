@@ -15,6 +15,7 @@ _M.spec = {
   connection = true,
   options = {
     { "--redirect-url", value = "URL", help = "the redirect URL (or code) instead of reading it from stdin" },
+    { "--state", value = "STATE", help = "with --redirect-url: the state the login was started with (checked)" },
     { "--listen", help = "catch the redirect on http://localhost:PORT (when that is the redirect URI)" },
     { "--timeout", value = "SECONDS", number = true, help = "how long --listen waits (default 300)" },
     { "--no-browser", help = "do not run xdg-open" },
@@ -128,9 +129,10 @@ function _M.main(argv)
   end
   input = input:gsub("^%s+", ""):gsub("%s+$", "")
 
-  -- A whole redirect URL carries our state; a bare code does not.
-  local expected = input:find("[?&]code=") and state or nil
-  if input:find("[?&]error=") then expected = state end
+  -- A redirect URL from the login this run started carries our state; a bare code carries none, and a URL
+  -- given with --redirect-url comes from a login started elsewhere (checked only against --state).
+  local expected = (input:find("[?&]code=") or input:find("[?&]error=")) and state or nil
+  if opts.redirect_url then expected = opts.state end
   local tokens, err = client:exchange(input, expected)
   if not tokens then return util.fail(name, err, 1) end
 
@@ -147,7 +149,7 @@ function _M.main(argv)
   if me then
     out:write("Connected as ", tostring(me.FullName or me.UserName or "?"),
       me.Email and (" <" .. tostring(me.Email) .. ">") or "", "\n")
-    out:write("Division: ", tostring(division or "?"),
+    out:write("Division: ", division and require("exactonline.cli.format").number(division) or "?",
       me.DivisionCustomerName and (" (" .. tostring(me.DivisionCustomerName) .. ")") or "", "\n")
   else
     out:write("Authorized, but reading current/Me failed: ", util.message(merr), "\n")

@@ -173,7 +173,8 @@ function _M.main(argv)
   })
   if not res then return util.fail(name, err, ecode) end
   if opts.output then
-    io.stderr:write(("exported %d rows to %s (%d pages%s)\n"):format(res.rows, opts.output, res.pages,
+    io.stderr:write(("exported %d rows to %s (%d %s%s)\n"):format(res.rows, opts.output, res.pages,
+      res.pages == 1 and "page" or "pages",
       endpoint ~= path and (", bulk endpoint " .. endpoint) or ""))
   end
   return 0

@@ -37,7 +37,8 @@ function _M.new(opts)
     local elapsed = clock() - p.started
     local rate = elapsed > 0 and floor(p.rows / elapsed + 0.5) or p.rows
     local lim = p.limits and p.limits() or nil
-    return format("%s: %d rows, %d pages, %d rows/s%s", p.label, p.rows, p.pages, rate, left(lim))
+    return format("%s: %d rows, %d %s, %d rows/s%s", p.label, p.rows, p.pages, p.pages == 1 and "page" or "pages",
+      rate, left(lim))
   end
 
   function p.page(_, n)

@@ -104,7 +104,9 @@ function _M.main(argv)
   local out = io.stdout
   out:write("token file:    ", s.token_file, "\n")
   for _, l in ipairs(lines) do out:write(l, "\n") end
-  out:write("division:      ", tostring(s.division or info.division or "(the user's current division)"),
+  local division = tonumber(s.division or info.division)
+  out:write("division:      ", division and require("exactonline.cli.format").number(division)
+    or "(the user's current division)",
     info.user and ("  (authorized by " .. tostring(info.user) .. ")") or "", "\n")
   return rc
 end

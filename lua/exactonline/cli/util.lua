@@ -5,7 +5,7 @@ local _M = {}
 
 --- Print a one-line error for a command and return its exit code.
 function _M.fail(name, err, code)
-  local msg = tostring(err):gsub("%s+$", "")
+  local msg = tostring(err):gsub("%s+$", ""):gsub("^exactonline: ", "")
   io.stderr:write("exactonline ", name, ": ", msg, "\n")
   io.stderr:flush()
   return code or 1

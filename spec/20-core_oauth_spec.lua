@@ -1,0 +1,259 @@
+-- The core against the sandbox over HTTPS: code exchange, refresh rules, the 401 retry, stores.
+local helpers = require "helpers"
+local exactonline = require "exactonline"
+local core = require "exactonline.core"
+
+describe("core against the sandbox: OAuth", function()
+  local sb, offset
+  -- the client's clock moves with the sandbox's when a spec says so
+  local function clock() return core.now() + offset end
+  local function advance(s)
+    offset = offset + s
+    sb:advance(s)
+  end
+  local function new(over)
+    over = over or {}
+    over.clock = over.clock or clock
+    return assert(exactonline.new(sb:client_config(over)))
+  end
+  local function authorized(over)
+    local c = new(over)
+    assert(c:exchange(sb:authorize{ state = "s" }, "s"))
+    return c
+  end
+  local function stat(name) return sb:stats()[name] end
+
+  setup(function()
+    sb = helpers.sandbox{ accounts = 20 }
+  end)
+  teardown(function()
+    sb:stop()
+  end)
+  before_each(function()
+    sb:reset()
+    offset = 0
+  end)
+
+  describe("exchange", function()
+    it("takes the pasted redirect URL, saves the pair, and the API answers", function()
+      local store = exactonline.memory_store()
+      local c = new{ store = store }
+      local t = assert(c:exchange(sb:authorize{ state = "xyz" }, "xyz"))
+      assert.truthy(t.refresh_token:find("!", 1, true))
+      assert.same(t, store.load())
+      assert.near(t.obtained_at + 600, t.expires_at, 0.001)
+      local me = assert(c:get("/api/v1/current/Me"))
+      assert.equal(sb.division, me[1].CurrentDivision)
+      assert.equal(sb.division, c:division())
+      assert.equal(1, stat("code_exchanges"))
+      assert.truthy(tostring(c):find("division " .. sb.division, 1, true))
+      c:close()
+    end)
+
+    it("takes a bare code and a %21-encoded code, decoded exactly once", function()
+      assert(new():exchange(sb:code()))
+      assert(new():exchange((sb:code():gsub("!", "%%21"))))
+      assert.equal(2, stat("code_exchanges"))
+    end)
+
+    it("explains a used code and an expired one", function()
+      local code = sb:code()
+      assert(new():exchange(code))
+      local t, err = new():exchange(code)
+      assert.is_nil(t)
+      assert.same({ "oauth", 400, "invalid_grant" }, { err.kind, err.status, err.code })
+      assert.truthy(tostring(err):find("codes live 3 minutes and work once", 1, true))
+      code = sb:code()
+      advance(181)
+      t, err = new():exchange(code)
+      assert.is_nil(t)
+      assert.equal("invalid_grant", err.code)
+    end)
+
+    it("explains invalid_client without showing the secret", function()
+      local t, err = new{ client_secret = "wrong-secret-value" }:exchange(sb:code())
+      assert.is_nil(t)
+      assert.equal("invalid_client", err.code)
+      assert.truthy(tostring(err):find("client_secret", 1, true))
+      assert.is_nil(tostring(err):find("wrong-secret-value", 1, true))
+    end)
+
+    it("makes no token call for a denied consent or a foreign state", function()
+      local t, err = new():exchange(sb:authorize{ deny = true, state = "s" }, "s")
+      assert.is_nil(t)
+      assert.equal("access_denied", err.code)
+      t, err = new():exchange(sb:authorize{ state = "evil" }, "s")
+      assert.is_nil(t)
+      assert.equal("state_mismatch", err.code)
+      assert.equal(0, stat("token_calls"))
+    end)
+
+    it("refuses an untrusted certificate (verification cannot be switched off)", function()
+      local cfg = sb:client_config()
+      cfg.cafile = nil
+      local c = assert(exactonline.new(cfg))
+      local t, err = c:exchange(sb:code())
+      assert.is_nil(t)
+      assert.equal("tls", err.kind)
+      assert.equal("CURLE_PEER_FAILED_VERIFICATION", err.code)
+      assert.equal(0, stat("token_calls"))
+    end)
+  end)
+
+  describe("refresh", function()
+    it("refuses earlier than 570 s without a token call, and says when", function()
+      local c = authorized()
+      local t, err = c:refresh()
+      assert.is_nil(t)
+      assert.equal("too_early", err.code)
+      assert.truthy(err.allowed_at > clock() + 560)
+      assert.equal(1, stat("token_calls"))
+    end)
+
+    it("refreshes when allowed and saves the new pair before using it", function()
+      local saved = {}
+      local mem = exactonline.memory_store()
+      local store = { load = mem.load, save = function(t) saved[#saved + 1] = t.access_token; return mem.save(t) end }
+      local c = authorized{ store = store }
+      local before = mem.load()
+      advance(575)
+      local t = assert(c:refresh())
+      assert.are_not.equal(before.refresh_token, t.refresh_token)
+      assert.equal(t.access_token, saved[#saved])
+      assert.equal(1, stat("refreshes"))
+      assert(c:get("/api/v1/current/Me"))
+      assert.equal(0, stat("unauthorized"))
+    end)
+
+    it("refreshes by itself only in the last 30 s of the access token", function()
+      local c = authorized()
+      advance(560)
+      assert(c:get("/api/v1/current/Me"))
+      assert.equal(0, stat("refresh_attempts"))
+      advance(25)
+      assert(c:get("/api/v1/current/Me"))
+      assert.equal(1, stat("refreshes"))
+      assert.equal(0, stat("unauthorized"))
+    end)
+
+    it("after a 401 refreshes once and retries once (the server's clock rules)", function()
+      local c = authorized()
+      sb:advance(600) -- only Exact's clock: ours still thinks the token is fresh
+      local me = assert(c:get("/api/v1/current/Me"))
+      assert.equal(sb.division, me[1].CurrentDivision)
+      local s = sb:stats()
+      assert.same({ 1, 1, 0 }, { s.unauthorized, s.refreshes, s.old_refresh_used })
+    end)
+
+    it("never makes a second token call for the same failure", function()
+      local c = authorized()
+      sb:advance(575)
+      sb:fault("401", 2)
+      local res, err = c:get("/api/v1/current/Me")
+      assert.is_nil(res)
+      assert.equal(401, err.status)
+      assert.equal(1, stat("refresh_attempts"))
+      -- a failing token endpoint after a 401: one try, its error
+      sb:advance(600)
+      sb:fault("html503", 1, { scope = "token" })
+      res, err = c:get("/api/v1/current/Me")
+      assert.is_nil(res)
+      assert.equal("http", err.kind)
+      assert.equal(503, err.status)
+      assert.equal(3, stat("token_calls"))
+    end)
+
+    it("adopts a pair another client refreshed instead of refreshing again", function()
+      local store = exactonline.memory_store()
+      local a = authorized{ store = store }
+      local b = new{ store = store }
+      sb:advance(600)
+      assert(a:get("/api/v1/current/Me"))
+      assert(b:get("/api/v1/current/Me"))
+      local s = sb:stats()
+      assert.same({ 1, 1, 0 }, { s.refresh_attempts, s.refreshes, s.old_refresh_used })
+      assert.same(a:tokens(), b:tokens())
+    end)
+
+    it("holds the store lock around refresh and releases it on every path", function()
+      local mem = exactonline.memory_store()
+      local locks, unlocks, broken = 0, 0, true
+      local store = {
+        load = mem.load,
+        save = function(t)
+          if broken and #t.access_token > 0 and mem.load() and mem.load().access_token ~= t.access_token and
+            locks > 0 then
+            error("disk on fire")
+          end
+          return mem.save(t)
+        end,
+        lock = function() locks = locks + 1; return true end,
+        unlock = function() unlocks = unlocks + 1 end,
+      }
+      local c = authorized{ store = store }
+      advance(590)
+      local res, err = c:get("/api/v1/current/Me")
+      assert.is_nil(res)
+      assert.equal("store", err.kind)
+      assert.truthy(tostring(err):find("disk on fire", 1, true))
+      assert.equal(locks, unlocks)
+      -- the new pair is not used until it is saved; no second token call
+      res, err = c:get("/api/v1/current/Me")
+      assert.is_nil(res)
+      assert.equal("store", err.kind)
+      assert.equal(2, stat("token_calls"))
+      broken = false
+      assert(c:get("/api/v1/current/Me"))
+      assert.equal(c:tokens().access_token, mem.load().access_token)
+      assert.equal(2, stat("token_calls"))
+      assert.equal(locks, unlocks)
+    end)
+
+    it("turns a raising lock into a store error without a token call", function()
+      local mem = exactonline.memory_store()
+      local gone = false
+      local c = authorized{ store = { load = mem.load, save = mem.save, unlock = function() end,
+                                      lock = function() if gone then error("lock server gone") end return true end } }
+      gone = true
+      advance(575)
+      local t, err = c:refresh()
+      assert.is_nil(t)
+      assert.equal("store", err.kind)
+      assert.equal(1, stat("token_calls"))
+    end)
+
+    it("explains a dead chain (Old refresh token used) and an expired refresh token", function()
+      local mem = exactonline.memory_store()
+      local c = authorized{ store = mem }
+      advance(575)
+      assert.equal(200, (sb:refresh(mem.load().refresh_token))) -- someone else spends our refresh token
+      local t, err = c:refresh()
+      assert.is_nil(t)
+      assert.equal("unauthorized_client", err.code)
+      assert.truthy(tostring(err):find("exactonline auth", 1, true))
+      local d = authorized()
+      advance(31 * 86400)
+      t, err = d:get("/api/v1/current/Me")
+      assert.is_nil(t)
+      assert.equal("invalid_request", err.code)
+      assert.truthy(tostring(err):find("30 days", 1, true))
+    end)
+
+    it("warns through on_warning when the refresh token has fewer than 7 days left", function()
+      local mem = exactonline.memory_store()
+      authorized{ store = mem }
+      local t = mem.load()
+      t.refresh_obtained_at = t.refresh_obtained_at - 24 * 86400
+      local warnings = {}
+      local c = new{ store = exactonline.memory_store(t), on_warning = function(m) warnings[#warnings + 1] = m end }
+      assert.equal(1, #warnings)
+      assert.truthy(warnings[1]:find("expires in 6.0 days", 1, true))
+      assert.is_nil(warnings[1]:find(t.refresh_token, 1, true))
+      assert(c:get("/api/v1/current/Me"))
+      assert.equal(1, #warnings)
+      local info = c:token_info()
+      assert.near(t.refresh_obtained_at + 30 * 86400, info.refresh_expires_at, 0.001)
+      assert.is_nil(info.access_token)
+    end)
+  end)
+end)

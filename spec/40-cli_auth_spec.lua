@@ -211,3 +211,37 @@ describe("exactonline token and refresh", function()
     no_traceback(res)
   end)
 end)
+
+describe("exactonline auth --listen", function()
+  it("catches the browser's redirect on a localhost redirect URI", function()
+    local socket = require "socket"
+    local probe = assert(socket.bind("127.0.0.1", 0))
+    local _, port = probe:getsockname()
+    probe:close()
+    local redirect_uri = "http://127.0.0.1:" .. port .. "/callback"
+    local sb = helpers.sandbox { redirect_uri = redirect_uri }
+    local dir = cli.mktemp()
+    local ok, err = pcall(function()
+      local h = cli.spawn(cli.env_for(sb, dir), { "auth", "--listen", "--timeout", "30" })
+      local url
+      for _ = 1, 200 do
+        url = (cli.read(h.dir .. "/out") or ""):match("(https://%S+/api/oauth2/auth%?%S+)")
+        if url and (cli.read(h.dir .. "/out") or ""):find("Waiting", 1, true) then break end
+        cli.sh("sleep 0.05")
+      end
+      assert.is_string(url)
+      local location = browser(sb, url)
+      assert.are.equal(redirect_uri, location:match("^[^?]+"))
+      -- the browser follows the redirect to the CLI's listener
+      local status, _, body = helpers.http("GET", location, {})
+      assert.are.equal(200, status)
+      assert.matches("close this window", body, 1, true)
+      assert.are.equal(0, h.wait(), h.stderr)
+      assert.matches("Connected as", h.stdout, 1, true)
+      assert.are.equal(1, sb:stats().code_exchanges)
+    end)
+    sb:stop()
+    cli.sh("rm -rf " .. cli.q(dir))
+    assert(ok, err)
+  end)
+end)

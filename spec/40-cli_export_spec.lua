@@ -111,6 +111,17 @@ describe("exactonline export", function()
     assert.are.equal(1250, n)
   end)
 
+  it("shows a self-updating progress line when stderr is a terminal", function()
+    local csv = dir .. "/tty.csv"
+    local cmd = cli.command(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
+    local out = cli.capture("script -qec " .. cli.q(cmd) .. " /dev/null </dev/null 2>&1")
+    assert.matches("\rexport bulk/CRM/Accounts: 1000 rows, 1 page, %d+ rows/s, "
+      .. "calls left %d+ this minute, %d+ today\27%[K", out)
+    assert.matches("\rexport bulk/CRM/Accounts: 10000 rows, 10 pages, ", out, 1, true)
+    assert.matches("exported 10000 rows", out, 1, true)
+    assert.is_true(cli.exists(csv))
+  end)
+
   it("leaves no file when the sandbox fails mid-export, and exits non-zero", function()
     local csv = dir .. "/broken.csv"
     sb:fault("slow", 2, { seconds = 1 })

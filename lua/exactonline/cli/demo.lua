@@ -72,7 +72,7 @@ local function authorize(ctx)
   local rcfile = ctx.tmp .. "/auth.rc"
   assert(sh("mkfifo " .. q(fifo)), "mkfifo failed")
   say("$ exactonline auth")
-  sh(ctx.env .. " sh -c " .. q(ctx.cli .. " auth --no-browser <" .. q(fifo) .. " >" .. q(log) ..
+  sh("sh -c " .. q(ctx.cmd("auth --no-browser") .. " <" .. q(fifo) .. " >" .. q(log) ..
     " 2>&1; echo $? >" .. q(rcfile)) .. " </dev/null &")
   -- Opening the FIFO for writing waits for auth to open it for reading.
   local paste = assert(io.open(fifo, "w"))
@@ -170,15 +170,17 @@ local function run(ctx, root, opts)
   if not aok then return nil, aerr end
 
   step("Exporting every account to CSV (bulk endpoint: 1000 rows per call)")
-  local output = opts.output or (root .. "/demo/accounts.csv")
+  -- children run in the checkout (cd ROOT), so a relative -o is made absolute first
+  local output = opts.output or "demo/accounts.csv"
+  if opts.output and not output:match("^/") then output = (os.getenv("PWD") or ".") .. "/" .. output end
   local dir = output:match("^(.*)/[^/]+$")
-  if dir then sh("mkdir -p " .. q(dir)) end
+  if dir then sh("cd " .. q(root) .. " && mkdir -p " .. q(dir)) end
   local shown_out = opts.output or "demo/accounts.csv"
   say("$ exactonline export crm/Accounts -o ", shown_out)
-  local eok = sh(ctx.env .. " " .. ctx.cli .. " export crm/Accounts -o " .. q(output))
+  local eok = sh(ctx.cmd("export crm/Accounts -o " .. q(output)))
   if not eok then return nil, "exactonline export failed" end
   local head = {}
-  local f = io.open(output, "r")
+  local f = io.open(output:match("^/") and output or (root .. "/" .. output), "r")
   if f then
     for _ = 1, 3 do head[#head + 1] = f:read("*l") end
     f:close()
@@ -188,7 +190,7 @@ local function run(ctx, root, opts)
 
   step("Where the tokens stand (exit 0 fine, 1 fewer than 7 days left, 2 expired: use it in cron)")
   say("$ exactonline token")
-  local tok = sh(ctx.env .. " " .. ctx.cli .. " token")
+  local tok = sh(ctx.cmd("token"))
   if not tok then return nil, "exactonline token did not report fresh tokens" end
   return output
 end
@@ -217,7 +219,11 @@ function _M.main(argv, root)
   local vm = rawget(_G, "jit") and "luajit" or "lua5.4"
   local tmp = require("exactonline.sandbox").mktemp("exactonline-demo")
   if not tmp then return util.fail(name, "cannot create a temp folder", 1) end
-  local ctx = { tmp = tmp, cli = vm .. " " .. q(root .. "/bin/exactonline") }
+  local ctx = { tmp = tmp }
+  -- `exactonline ARGS` as a user would type it, run from the checkout with the demo's environment
+  function ctx.cmd(args)
+    return "cd " .. q(root) .. " && " .. ctx.env .. " " .. vm .. " bin/exactonline " .. args
+  end
   local ok, res, err = pcall(run, ctx, root, opts)
   if ctx.info then
     step("Stopping the sandbox")

@@ -134,7 +134,7 @@ function _M.client(s, extra)
   }
   for k, v in pairs(extra or {}) do conf[k] = v end
   local ok2, client, cerr = pcall(exactonline.new, conf)
-  if not ok2 then return nil, tostring(client) end
+  if not ok2 then return nil, (tostring(client):gsub("^[^%s:]+%.lua:%d+: ", "")) end
   if not client then return nil, tostring(cerr) end
   return client
 end

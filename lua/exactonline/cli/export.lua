@@ -148,6 +148,11 @@ function _M.main(argv)
   if not fmt then return util.fail(name, ferr, 2) end
   local query, qerr = _M.query(opts)
   if not query then return util.fail(name, qerr, 2) end
+  if opts.output and opts.output ~= "-" then -- before any call to Exact: can we write there at all?
+    local out, oerr = util.atomic_output(opts.output)
+    if not out then return util.fail(name, oerr, 1) end
+    out.abort()
+  end
   local s, serr = util.settings(opts)
   if not s then return util.fail(name, serr, 2) end
   local client, cerr = require("exactonline.cli.config").client(s)

@@ -143,7 +143,7 @@ function _M.main(argv)
   })
   if not res then return util.fail(name, err, ecode) end
   local ok, werr = write_state(state_path, {
-    endpoint = endpoint, timestamp = largest, select = opts.select, updated_at = os.time(),
+    endpoint = endpoint, timestamp = largest, select = select, updated_at = os.time(),
   })
   if not ok then
     return util.fail(name, "wrote " .. opts.output .. " but not " .. state_path .. ": " .. tostring(werr), 1)

@@ -65,6 +65,35 @@ describe("core: configuration", function()
   end)
 end)
 
+describe("core: the client's life", function()
+  it("is collected when forgotten, Lua state and all (LuaJIT's weak tables are not ephemerons)", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    for _ = 1, 3 do weak[exactonline.new(config())] = true end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
+  end)
+
+  it("closes through __close on Lua 5.4", function()
+    if _VERSION ~= "Lua 5.4" then return end
+    local c = exactonline.new(config())
+    assert(load("local c <close> = ...; return true"))(c)
+    assert.has_error(function() c:division() end, "attempt to use a closed exactonline client")
+  end)
+
+  it("raises on a client made without exactonline.new, and on bad arguments", function()
+    assert.has_error(function() client():get("crm/Accounts") end,
+      "exactonline: this client was not made by exactonline.new")
+    local c = exactonline.new(config())
+    assert.has_error(function() c:request(1, "x") end)
+    assert.has_error(function() c:exchange(nil) end)
+    assert.has_error(function() c:xml_download(5) end)
+    local none, err = c:get("/api/v1/current/Me")
+    assert.is_nil(none)
+    assert.equal("not_authorized", err.code)
+  end)
+end)
+
 describe("core: authorization URL", function()
   it("encodes client_id, redirect_uri, state and force_login once", function()
     local url = client():authorization_url{ state = "a b&c", force_login = true }

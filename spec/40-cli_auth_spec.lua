@@ -122,6 +122,12 @@ describe("exactonline auth", function()
     assert.matches("EXACT_CLIENT_ID", res.stderr, 1, true)
   end)
 
+  it("lets flags win over the environment", function()
+    local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_SECRET = "wrong-secret-xyz" }),
+      { "auth", "--client-secret", sb.client_secret, "--redirect-url", sb:code() })
+    assert.are.equal(0, res.code, res.stderr)
+  end)
+
   it("reads settings from the config file, below the environment", function()
     cli.sh("mkdir -p " .. cli.q(dir .. "/config/exactonline"))
     cli.write(dir .. "/config/exactonline/config.lua", ("return { client_id = %q, client_secret = 'from-file' }")

@@ -1,0 +1,71 @@
+-- Inside nginx: the module in request handlers over cosockets, against the sandbox.
+-- nginx always runs LuaJIT (build/luajit/); busted runs these under both VMs as a driver only.
+local helpers = require "helpers"
+local ngx_harness = require "support.nginx"
+local cjson = require "cjson"
+
+describe("inside nginx (2 workers)", function()
+  local sb, app
+
+  setup(function()
+    sb = helpers.sandbox{ accounts = 12 }
+    app = ngx_harness.start{ sandbox = sb, workers = 2 }
+  end)
+
+  teardown(function()
+    if app then app:stop() end
+    if sb then sb:stop() end
+  end)
+
+  local function call(path)
+    local status, _, body = app:get(path)
+    local ok, data = pcall(cjson.decode, body or "")
+    return status, ok and data or body
+  end
+
+  it("says there are no tokens before an authorization", function()
+    local status, data = call("/accounts")
+    assert.equal(502, status)
+    assert.equal("oauth", data.kind)
+    assert.matches("no tokens yet", data.error)
+  end)
+
+  it("exchanges a code and calls the API from handlers, through the ngx transport", function()
+    local before = sb:stats()
+    local status, data = call("/exchange?code=" .. helpers.escape(sb:code()))
+    assert.equal(200, status, tostring(data and data.error))
+    assert.is_true(data.ok)
+    assert.equal(before.code_exchanges + 1, sb:stats().code_exchanges)
+
+    -- both workers use the one chain from the shared dict
+    local workers, seen = {}, 0
+    for _ = 1, 80 do
+      status, data = call("/accounts")
+      assert.equal(200, status, tostring(data and data.error))
+      assert.equal(5, data.count)
+      assert.is_string(data.first)
+      if not workers[data.worker] then seen = seen + 1 end
+      workers[data.worker] = true
+      if seen == 2 then break end
+    end
+    assert.equal(2, seen)
+    status, data = call("/me")
+    assert.equal(200, status)
+    assert.equal(sb.division, data.division)
+    assert.equal(before.refreshes, sb:stats().refreshes)
+
+    status, data = call("/transports")
+    assert.equal(200, status)
+    assert.is_true(data.ngx)
+    assert.equal("content", data.phase)
+  end)
+
+  it("reports a sandbox failure as the client's error object", function()
+    sb:fault("html503", 1)
+    local status, data = call("/accounts")
+    assert.equal(502, status)
+    assert.equal(503, data.status)
+    status = call("/accounts")
+    assert.equal(200, status)
+  end)
+end)

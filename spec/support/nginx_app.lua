@@ -1,0 +1,90 @@
+-- luacheck: globals ngx
+--- Handlers for the nginx under test (spec/support/nginx.lua): one exactonline client per worker, tokens in
+-- the shared dict "exactonline" (written through to a file store when settings.write_through).
+local exactonline = require "exactonline"
+local cjson = require "cjson"
+
+local ngx = ngx
+local tostring, type, dofile, package = tostring, type, dofile, package
+
+local _M = {}
+
+local settings
+local client
+
+function _M.init(path)
+  settings = dofile(path)
+end
+
+local function reply(status, body)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print(type(body) == "string" and body or cjson.encode(body))
+  return ngx.exit(status)
+end
+
+local function fail(err)
+  return reply(502, { kind = err and err.kind, status = err and err.status, error = tostring(err) })
+end
+
+local function get_client()
+  if client then return client end
+  local backing = settings.write_through and exactonline.file_store(settings.token_file) or nil
+  local c, err = exactonline.new {
+    client_id = settings.client_id, client_secret = settings.client_secret,
+    redirect_uri = settings.redirect_uri, base_url = settings.base_url, division = settings.division,
+    store = exactonline.shdict_store("exactonline", backing),
+    timeout = 10,
+  }
+  if not c then return nil, err end
+  client = c
+  return c
+end
+
+local routes = {}
+
+function routes.ping()
+  return reply(200, tostring(ngx.worker.pid()))
+end
+
+function routes.exchange()
+  local c, err = get_client()
+  if not c then return fail(err) end
+  local tokens
+  tokens, err = c:exchange(ngx.var.arg_code and ngx.unescape_uri(ngx.var.arg_code) or "")
+  if not tokens then return fail(err) end
+  return reply(200, { ok = true, expires_at = tokens.expires_at })
+end
+
+function routes.accounts()
+  local c, err = get_client()
+  if not c then return fail(err) end
+  local rows
+  rows, err = c:get("crm/Accounts", { ["$select"] = "ID,Name", ["$top"] = "5" })
+  if not rows then return fail(err) end
+  return reply(200, { count = #rows, first = rows[1] and rows[1].Name, worker = ngx.worker.pid() })
+end
+
+function routes.me()
+  local c, err = get_client()
+  if not c then return fail(err) end
+  local me
+  me, err = c:get("/api/v1/current/Me")
+  if not me then return fail(err) end
+  local row = me[1] or me
+  return reply(200, { division = row.CurrentDivision })
+end
+
+-- which transport modules this worker has loaded: the ngx one, and the curl one only if ever needed
+function routes.transports()
+  return reply(200, { ngx = package.loaded["exactonline.transport.ngx"] ~= nil, phase = ngx.get_phase() })
+end
+
+function _M.handle()
+  local name = ngx.var.uri:match("^/([%w_]+)$")
+  local route = name and routes[name]
+  if not route then return reply(404, { error = "no route" }) end
+  return route()
+end
+
+return _M

@@ -289,7 +289,7 @@ function _M.run_foreground(info)
     "rm -rf " .. quote(info.prefix) .. "; exit $rc"
   local launcher = "sh -c " .. quote(script)
   if execute("command -v setpriv >/dev/null 2>&1") then
-    launcher = "setpriv --pdeathsig TERM -- " .. launcher
+    launcher = "exec setpriv --pdeathsig TERM -- " .. launcher
   end
   local ok, code = execute(launcher)
   if ok then return 0 end

@@ -1,0 +1,80 @@
+-- `exactonline sandbox` runs in the foreground, creates its TLS files, prints what a client needs,
+-- and takes nginx down with it on SIGTERM.
+local helpers = require "helpers"
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
+  local out = p:read("*a")
+  p:close()
+  local rc = tonumber(out:match("rc=(%d+)%s*$"))
+  return rc, (out:gsub("rc=%d+%s*$", ""))
+end
+
+local function alive(pid)
+  return (sh("kill -0 " .. pid)) == 0
+end
+
+describe("exactonline sandbox (CLI)", function()
+  local cli = helpers.lua() .. " " .. helpers.quote(helpers.root .. "/bin/exactonline")
+
+  it("prints usage with --help and refuses unknown options", function()
+    local rc, out = sh(cli .. " sandbox --help")
+    assert.equal(0, rc)
+    assert.truthy(out:find("--tls-dir", 1, true))
+    rc = sh(cli .. " sandbox --bogus")
+    assert.equal(2, rc)
+  end)
+
+  it("serves HTTPS with fresh certificates and stops nginx on SIGTERM", function()
+    local dir = helpers.tmpdir()
+    local port = helpers.free_port()
+    local log = dir .. "/out.txt"
+    local _, pid = sh("(cd " .. helpers.quote(dir) .. " && exec " .. cli .. " sandbox --port " .. port .. " --tls-dir " ..
+      helpers.quote(dir .. "/tls") .. " --division 42 --accounts 7 --client-id my-app --client-secret s3 > " ..
+      helpers.quote(log) .. " 2>&1) & echo $!")
+    pid = tonumber(pid:match("%d+"))
+    assert.truthy(pid)
+    local status
+    for _ = 1, 100 do
+      status = helpers.http("GET", "https://localhost:" .. port .. "/_sandbox/stats",
+        { cafile = dir .. "/tls/ca.pem", timeout = 2 })
+      if status == 200 then break end
+      os.execute("sleep 0.1")
+    end
+    assert.equal(200, status)
+    local f = io.open(log)
+    local out = f:read("*a")
+    f:close()
+    assert.truthy(out:find("https://localhost:" .. port, 1, true))
+    assert.truthy(out:find("my-app", 1, true))
+    assert.truthy(out:find("42", 1, true))
+    local prefix = out:match("error log:%s+(%S+)/logs/error%.log")
+    assert.truthy(prefix)
+    -- the certificate chain verifies for both names
+    assert.equal(0, (sh("openssl verify -CAfile " .. helpers.quote(dir .. "/tls/ca.pem") .. " " ..
+      helpers.quote(dir .. "/tls/server.pem"))))
+    status = helpers.http("GET", "https://127.0.0.1:" .. port .. "/_sandbox/stats",
+      { cafile = dir .. "/tls/ca.pem" })
+    assert.equal(200, status)
+    -- the app is the one on the command line, with 7 accounts in division 42
+    local auth = "https://localhost:" .. port .. "/api/oauth2/auth?" .. helpers.form{ client_id = "my-app",
+      redirect_uri = "https://localhost/callback", response_type = "code" }
+    local s2, h = helpers.http("GET", auth, { cafile = dir .. "/tls/ca.pem" })
+    assert.equal(302, s2)
+    local f2 = io.open(prefix .. "/logs/nginx.pid")
+    local nginx_pid = tonumber(f2:read("*a"))
+    f2:close()
+    assert.truthy(alive(nginx_pid))
+    assert.truthy(h.location:find("code=", 1, true))
+
+    sh("kill -TERM " .. pid)
+    for _ = 1, 50 do
+      if not alive(nginx_pid) then break end
+      os.execute("sleep 0.1")
+    end
+    assert.is_false(alive(nginx_pid))
+    local gone = helpers.http("GET", "https://localhost:" .. port .. "/_sandbox/stats",
+      { cafile = dir .. "/tls/ca.pem", timeout = 2 })
+    assert.is_nil(gone)
+  end)
+end)

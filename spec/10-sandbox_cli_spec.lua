@@ -30,7 +30,8 @@ describe("exactonline sandbox (CLI)", function()
     local port = helpers.free_port()
     local log = dir .. "/out.txt"
     local _, pid = sh("(cd " .. helpers.quote(dir) .. " && exec " .. cli .. " sandbox --port " .. port ..
-      " --tls-dir " .. helpers.quote(dir .. "/tls") .. " --division 42 --accounts 7 --client-id my-app --client-secret s3 > " ..
+      " --tls-dir " .. helpers.quote(dir .. "/tls") ..
+      " --division 42 --accounts 7 --client-id my-app --client-secret s3 > " ..
       helpers.quote(log) .. " 2>&1) & echo $!")
     pid = tonumber(pid:match("%d+"))
     assert.truthy(pid)

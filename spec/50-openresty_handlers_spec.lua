@@ -69,3 +69,36 @@ describe("inside nginx (2 workers)", function()
     assert.equal(200, status)
   end)
 end)
+
+describe("the shared-dict store inside nginx", function()
+  local sb, app
+
+  setup(function()
+    sb = helpers.sandbox{ accounts = 1 }
+    app = ngx_harness.start{ sandbox = sb, workers = 1 }
+  end)
+
+  teardown(function()
+    if app then app:stop() end
+    if sb then sb:stop() end
+  end)
+
+  it("never saves an older chain over a newer one, and its lock times out clearly and is unlocked only by its holder",
+    function()
+      local status, _, body = app:get("/store_rules")
+      assert.equal(200, status, body)
+      local r = cjson.decode(body)
+      assert.is_true(r.empty)
+      assert.is_true(r.older_save.ok)
+      assert.equal("kept_newer", r.older_save.note)
+      assert.equal("new", r.after_older)
+      assert.is_false(r.second.ok)
+      assert.equal("store", r.second.kind)
+      assert.equal("lock_timeout", r.second.code)
+      assert.matches("lock", r.second.message)
+      assert.is_true(r.second.waited >= 0.15)
+      assert.is_true(r.still_held)
+      assert.is_true(r.released)
+      assert.is_true(r.again)
+    end)
+end)

@@ -5,7 +5,7 @@ local exactonline = require "exactonline"
 local cjson = require "cjson"
 
 local ngx = ngx
-local tostring, type, dofile, package = tostring, type, dofile, package
+local tostring, type, dofile, package, assert, require = tostring, type, dofile, package, assert, require
 
 local _M = {}
 
@@ -78,6 +78,43 @@ end
 -- which transport modules this worker has loaded: the ngx one, and the curl one only if ever needed
 function routes.transports()
   return reply(200, { ngx = package.loaded["exactonline.transport.ngx"] ~= nil, phase = ngx.get_phase() })
+end
+
+-- the shared-dict store's own rules, exercised inside nginx on a key of its own
+function routes.store_rules()
+  local store = require("exactonline.shdict_store").new("exactonline", nil,
+    { key = "rules", lock_timeout = 0.2, lock_ttl = 5 })
+  local out = {}
+  out.empty = store.load() == nil
+  assert(store.save({ access_token = "new", refresh_token = "r2", obtained_at = 2000, refresh_obtained_at = 2000 }))
+  local ok, note = store.save({ access_token = "old", refresh_token = "r1", obtained_at = 1000,
+    refresh_obtained_at = 1000 })
+  out.older_save = { ok = ok, note = note }
+  out.after_older = store.load().access_token
+  -- a second light thread waits for the lock, times out with a clear error, and cannot unlock ours
+  assert(store.lock())
+  local th = ngx.thread.spawn(function()
+    local t0 = ngx.now()
+    local lok, lerr = store.lock()
+    ngx.update_time()
+    store.unlock() -- not its lock: must not release ours
+    return lok, lerr and lerr.kind, lerr and lerr.code, tostring(lerr), ngx.now() - t0
+  end)
+  local _, lok, kind, code, msg, waited = ngx.thread.wait(th)
+  out.second = { ok = lok or false, kind = kind, code = code, message = msg, waited = waited }
+  out.still_held = ngx.shared.exactonline:get("exactonline:rules:lock") ~= nil
+  store.unlock()
+  out.released = ngx.shared.exactonline:get("exactonline:rules:lock") == nil
+  -- after the release, another thread gets it at once
+  th = ngx.thread.spawn(function()
+    local got = store.lock()
+    store.unlock()
+    return got
+  end)
+  local _, again = ngx.thread.wait(th)
+  out.again = again or false
+  ngx.shared.exactonline:delete("exactonline:rules")
+  return reply(200, out)
 end
 
 function _M.handle()

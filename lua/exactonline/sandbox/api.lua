@@ -399,11 +399,7 @@ local function bulk_accounts(division)
 end
 
 local function sync_accounts(division)
-  local rows = data.rows(division)
-  local sorted = {}
-  for i, r in ipairs(rows) do sorted[i] = r end
-  table.sort(sorted, function(a, b) return a.Timestamp < b.Timestamp end)
-  return list{ rows = sorted, fields = SYNC_FIELDS, set = SYNC_SET, page = 1000, order = "ts",
+  return list{ rows = data.rows_by_timestamp(division), fields = SYNC_FIELDS, set = SYNC_SET, page = 1000, order = "ts",
                etype = "Exact.Web.Api.Models.Sync.CRM.Account", title = "Accounts",
                uri_of = function(r) return base_url() .. "/api/v1/" .. division .. "/sync/CRM/Accounts(" ..
                  fmt_ms(r.Timestamp) .. "L)" end }
@@ -431,10 +427,9 @@ local function xml_download(division, args)
       "</Description></Message></Messages></eExact>") end
   end
   local sorted = {}
-  for _, r in ipairs(data.rows(division)) do
+  for _, r in ipairs(data.rows_by_timestamp(division)) do
     if r.Timestamp > from then sorted[#sorted + 1] = r end
   end
-  table.sort(sorted, function(a, b) return a.Timestamp < b.Timestamp end)
   local parts, last = {}, from
   for i = 1, math.min(XML_PAGE, #sorted) do
     local r = sorted[i]

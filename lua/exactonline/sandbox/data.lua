@@ -93,6 +93,20 @@ end
 
 local cache = {}
 
+--- rows_by_timestamp(division) --> the same rows sorted by Timestamp (cached per version)
+function _M.rows_by_timestamp(division)
+  local rows = _M.rows(division)
+  if not rows then return nil end
+  local c = cache[division]
+  if not c.by_ts then
+    local sorted = {}
+    for i, r in ipairs(rows) do sorted[i] = r end
+    table.sort(sorted, function(a, b) return a.Timestamp < b.Timestamp end)
+    c.by_ts = sorted
+  end
+  return c.by_ts
+end
+
 --- rows(division) --> array sorted by ID (shared per worker: do not modify), or nil for unknown division
 function _M.rows(division)
   local ver = dict:get("accver:" .. division)

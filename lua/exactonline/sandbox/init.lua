@@ -1,6 +1,6 @@
 --- The sandbox runner: writes an nginx prefix and config for the sandbox app, creates TLS files, starts and
 -- stops nginx. Plain Lua (runs under lua5.4 or LuaJIT outside nginx); the app itself is exactonline.sandbox.app.
-local io, os, package, string, table = io, os, package, string, table
+local io, os, package, string, table, math = io, os, package, string, table, math
 local tostring, tonumber, type, pairs, ipairs, error = tostring, tonumber, type, pairs, ipairs, error
 
 local _M = {}
@@ -215,7 +215,7 @@ function _M.prepare(opts)
       "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;") .. ";",
     "  lua_package_cpath " .. string.format("%q", cjson_cpath() .. ";;") .. ";",
     "  lua_shared_dict eo_sandbox_state 32m;",
-    "  lua_shared_dict eo_sandbox_data 32m;",
+    "  lua_shared_dict eo_sandbox_data " .. (32 + math.ceil(info.accounts / 1000)) .. "m;",
     "  init_by_lua_block { require('exactonline.sandbox.app').init(" ..
       string.format("%q", prefix .. "/sandbox.lua") .. ") }",
     "  init_worker_by_lua_block { require('exactonline.sandbox.app').init_worker() }",

@@ -129,7 +129,8 @@ end
 function helpers.http(method, url, opts)
   opts = opts or {}
   local hfile, bfile, efile = os.tmpname(), os.tmpname(), os.tmpname()
-  local args = { "curl", "-sS", "--http1.1", "-X", quote(method), "-D", quote(hfile), "-o", quote(bfile),
+  local verb = method == "HEAD" and "-I" or ("-X " .. quote(method))
+  local args = { "curl", "-sS", "--http1.1", verb, "-D", quote(hfile), "-o", quote(bfile),
                  "-w", quote("%{http_code} %{exitcode}"), "--max-time", tostring(opts.timeout or 30) }
   local cafile = opts.cafile or helpers.default_cafile
   if cafile then args[#args + 1] = "--cacert " .. quote(cafile) end

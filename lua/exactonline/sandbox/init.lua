@@ -79,14 +79,20 @@ function _M.mktemp(prefix)
 end
 
 --- ensure_tls(dir) --> true | nil, err: D/ca.pem, D/server.pem, D/server.key (created when missing).
--- Files are made in a scratch dir and renamed into place so concurrent runs never see half a set.
+-- The set is made in a scratch dir beside D and renamed into place whole, so concurrent runs never mix
+-- one run's CA with another's server certificate. The CA key is thrown away once the server cert is signed.
+local function have_tls(dir)
+  return exists(dir .. "/ca.pem") and exists(dir .. "/server.pem") and exists(dir .. "/server.key")
+end
+
 function _M.ensure_tls(dir)
-  if exists(dir .. "/ca.pem") and exists(dir .. "/server.pem") and exists(dir .. "/server.key") then
-    return true
-  end
-  execute("mkdir -p " .. quote(dir))
-  local tmp, err = _M.mktemp("exactonline-tls")
-  if not tmp then return nil, err end
+  if have_tls(dir) then return true end
+  dir = dir:gsub("/+$", "")
+  local parent = dir:match("^(.*)/[^/]+$") or "."
+  if parent == "" then parent = "/" end
+  execute("mkdir -p " .. quote(parent))
+  local tmp = (read("mktemp -d " .. quote(parent .. "/.exactonline-tls.XXXXXX")) or ""):gsub("%s+$", "")
+  if tmp == "" then return nil, "could not make a scratch directory in " .. parent end
   local q = quote(tmp)
   write(tmp .. "/ext.cnf", "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n" ..
     "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
@@ -99,21 +105,25 @@ function _M.ensure_tls(dir)
       .. " -subj '/CN=localhost'",
     "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 825"
       .. " -extfile ext.cnf",
+    "rm -f ca.key ca.srl server.csr ext.cnf",
     "chmod 600 server.key",
+    "chmod 755 .",
   }, " && ") .. ") >/dev/null 2>&1"
-  local ok = execute(cmd)
-  if not ok then
+  if not execute(cmd) then
     execute("rm -rf " .. q)
     return nil, "openssl failed to create the sandbox certificates"
   end
-  for _, name in ipairs{ "ca.pem", "server.pem", "server.key" } do
-    -- rename into place only when another run has not already done so
-    if not exists(dir .. "/" .. name) then
-      execute("mv " .. quote(tmp .. "/" .. name) .. " " .. quote(dir .. "/" .. name))
+  -- rename(2) replaces a missing or empty D atomically; otherwise (D has other files) move file by file
+  if not execute("mv -T " .. q .. " " .. quote(dir) .. " 2>/dev/null") then
+    execute("mkdir -p " .. quote(dir))
+    if not have_tls(dir) then
+      for _, name in ipairs{ "ca.pem", "server.pem", "server.key" } do
+        execute("mv -f " .. quote(tmp .. "/" .. name) .. " " .. quote(dir .. "/" .. name))
+      end
     end
+    execute("rm -rf " .. q)
   end
-  execute("rm -rf " .. q)
-  if not (exists(dir .. "/ca.pem") and exists(dir .. "/server.pem") and exists(dir .. "/server.key")) then
+  if not have_tls(dir) then
     return nil, "could not create the sandbox certificates in " .. dir
   end
   return true

@@ -117,8 +117,9 @@ function App:stop()
   local pid = self:pid()
   if pid then
     os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-    os.execute("i=0; while kill -0 " .. pid .. " 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done;"
-      .. " kill -KILL " .. pid .. " 2>/dev/null; true")
+    -- the pid file goes when nginx is done (a zombie may outlive it where nothing reaps daemons)
+    os.execute("i=0; while [ -e " .. quote(self.prefix .. "/logs/nginx.pid") .. " ] && kill -0 " .. pid ..
+      " 2>/dev/null && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done; kill -KILL " .. pid .. " 2>/dev/null; true")
   end
 end
 

@@ -258,29 +258,29 @@ end
 
 local function group_of(obj)
   if obj:match("^core%.so") then return "core.so (the module's C)" end
-  if obj:match("^liblua") or obj:match("^lua5") then return "Lua 5.4 VM (client.lua, GC)" end
-  if obj:match("^cjson") then return "lua-cjson" end
+  if obj:match("cjson") then return "lua-cjson" end
+  if obj:match("^liblua") or obj:match("^lua5") then return "Lua 5.4 VM (client.lua, tables, GC)" end
+  if obj:match("^floor") then return "floor program" end
   if obj:match("^libcurl") or obj:match("^libnghttp") or obj:match("^libz") then return "libcurl (+zlib)" end
   if obj:match("^libssl") or obj:match("^libcrypto") then return "OpenSSL" end
   if obj:match("^libc%.") or obj:match("^libm%.") or obj:match("^ld%-linux") then return "libc / ld.so" end
   return "other"
 end
 
-local function instructions()
-  if not have("valgrind") or not have("callgrind_annotate") then
-    return { skipped = "valgrind (callgrind) is not installed: Debian package valgrind" }
-  end
+-- Ir per call of one command (cmd(n) runs n calls after a warm-up): two profiles, n = 20 and 20 + CG_N,
+-- subtracted, so start-up and the TLS handshake drop out; the self cost is grouped by object.
+local function cg_per_call(name, cmd)
   local function profile(n)
-    local file = TMP .. "/callgrind." .. n
-    local ok, out = sh(vm_env("lua5.4") .. " valgrind --tool=callgrind --callgrind-out-file=" .. q(file) ..
-      " lua5.4 " .. q(ROOT .. "/bench/get.lua") .. " " .. n)
-    if not ok then error("bench: callgrind run failed:\n" .. out) end
-    return cg_objects(file)
+    local file = TMP .. "/callgrind." .. name .. "." .. n
+    local ok, out = sh("valgrind --tool=callgrind --callgrind-out-file=" .. q(file) .. " " .. cmd(n))
+    if not ok then error("bench: callgrind run of " .. name .. " failed:\n" .. out) end
+    local by, total = cg_objects(file)
+    return by, total, file
   end
   local lo_n, hi_n = 20, 20 + CG_N
   local lo, lo_total = profile(lo_n)
-  local hi, hi_total = profile(hi_n)
-  if not lo or not hi_total then return { skipped = "callgrind_annotate output not understood" } end
+  local hi, hi_total, hi_file = profile(hi_n)
+  if not lo or not hi_total or not lo_total then error("bench: callgrind_annotate output not understood") end
   local groups, sum = {}, 0
   for obj, ir in pairs(hi) do
     local d = ir - (lo[obj] or 0)
@@ -288,16 +288,29 @@ local function instructions()
     groups[g] = (groups[g] or 0) + d
     sum = sum + d
   end
-  local per_call = (hi_total - lo_total) / (hi_n - lo_n)
   local shares = {}
   for g, ir in pairs(groups) do
     shares[#shares + 1] = { group = g, ir_per_call = ir / (hi_n - lo_n), share = sum > 0 and ir / sum or 0 }
   end
-  table.sort(shares, function(a, b) return a.ir_per_call > b.ir_per_call end)
-  -- keep the heavier profile for callgrind_annotate by hand
-  sh("cp " .. q(TMP .. "/callgrind." .. hi_n) .. " " .. q(OUT .. "/callgrind.client_get.out"))
-  return { calls = hi_n - lo_n, ir_per_call = per_call, groups = shares,
-           profile = "build/bench/callgrind.client_get.out" }
+  table.sort(shares, function(x, y) return x.ir_per_call > y.ir_per_call end)
+  sh("cp " .. q(hi_file) .. " " .. q(OUT .. "/callgrind." .. name .. ".out"))
+  return { calls = hi_n - lo_n, ir_per_call = (hi_total - lo_total) / (hi_n - lo_n), groups = shares,
+           profile = "build/bench/callgrind." .. name .. ".out" }
+end
+
+local function instructions(sb, store_path)
+  if not have("valgrind") or not have("callgrind_annotate") then
+    return { skipped = "valgrind (callgrind) is not installed: Debian package valgrind" }
+  end
+  local url = sb.base_url .. "/api/v1/" .. sb.division .. "/crm/Accounts"
+  local out = {}
+  out.client_lua54 = cg_per_call("client_get", function(n)
+    return vm_env("lua5.4") .. " lua5.4 " .. q(ROOT .. "/bench/get.lua") .. " " .. n end)
+  out.floor_cjson = cg_per_call("floor_cjson", function(n)
+    return token_env(store_path, sb) .. " " .. q(FLOOR) .. " " .. q(url) .. " " .. n .. " decode" end)
+  out.floor = cg_per_call("floor", function(n)
+    return token_env(store_path, sb) .. " " .. q(FLOOR) .. " " .. q(url) .. " " .. n end)
+  return out
 end
 
 -- ---- 3. export memory -----------------------------------------------------------------------
@@ -474,13 +487,30 @@ local function report(r)
   if ins.skipped then
     p("Instructions per call: skipped (" .. ins.skipped .. ").")
   else
-    p(("### Instructions per client:get (callgrind, Lua 5.4, %d calls): %s Ir/call"):format(ins.calls,
-      commas(ins.ir_per_call)))
+    local cl, fb, fa = ins.client_lua54, ins.floor_cjson, ins.floor
+    p(("### Instructions per call (callgrind, %d calls, start-up subtracted; does not drift with load)"):format(
+      cl.calls))
     p()
-    p("| where | Ir/call | share |")
-    p("|---|---:|---:|")
-    for _, g in ipairs(ins.groups) do
-      p(("| %s | %s | %.1f %% |"):format(g.group, commas(g.ir_per_call), g.share * 100))
+    p(("client:get (Lua 5.4) %s Ir/call; (b) %s; (a) %s: client ÷ (b) = %.2f, client ÷ (a) = %.2f"):format(
+      commas(cl.ir_per_call), commas(fb.ir_per_call), commas(fa.ir_per_call), cl.ir_per_call / fb.ir_per_call,
+      cl.ir_per_call / fa.ir_per_call))
+    p()
+    local names, rows = {}, {}
+    for _, col in ipairs { cl, fb } do
+      for _, g in ipairs(col.groups) do
+        if not rows[g.group] then names[#names + 1] = g.group rows[g.group] = {} end
+      end
+    end
+    for i, col in ipairs { cl, fb } do
+      for _, g in ipairs(col.groups) do rows[g.group][i] = g end
+    end
+    p("| where | client:get Ir/call | share | (b) Ir/call | share |")
+    p("|---|---:|---:|---:|---:|")
+    for _, name in ipairs(names) do
+      local x, y = rows[name][1], rows[name][2]
+      p(("| %s | %s | %s | %s | %s |"):format(name, x and commas(x.ir_per_call) or "–",
+        x and ("%.1f %%"):format(x.share * 100) or "–", y and commas(y.ir_per_call) or "–",
+        y and ("%.1f %%"):format(y.share * 100) or "–"))
     end
   end
   p()
@@ -558,7 +588,7 @@ local ok, err = pcall(function()
   log("per-request cost (", ROUNDS, " rounds)")
   results.per_request = per_request(sb, store_path)
   log("instructions (callgrind)")
-  results.instructions = instructions()
+  results.instructions = instructions(sb, store_path)
   log("refresh coordination")
   results.refresh = refresh_coordination(sb)
   sb:stop()

@@ -123,3 +123,43 @@ describe("inside nginx, two workers", function()
     assert.equal(before.api_calls + 200 + (after.unauthorized - before.unauthorized), after.api_calls)
   end)
 end)
+
+describe("inside nginx, two workers on one minutely budget", function()
+  local sb, app
+
+  setup(function()
+    sb = helpers.sandbox{ accounts = 3 }
+    app = ngx_harness.start{ sandbox = sb, workers = 2, settings = { on_rate_limit = "error" } }
+    exchange(app, sb)
+  end)
+
+  teardown(function()
+    if app then app:stop() end
+    if sb then sb:stop() end
+  end)
+
+  it("stops every worker once the budget is spent, before Exact answers 429", function()
+    sb:limits{ minutely = 12, daily = 100000, window = 60 }
+    local ok_calls, refused, refused_by = 0, 0, {}
+    for _ = 1, 60 do
+      local status, _, body = app:get("/accounts")
+      local data = cjson.decode(body)
+      if status == 200 then
+        ok_calls = ok_calls + 1
+      else
+        assert.equal(502, status)
+        assert.equal("rate_limit", data.kind, data.error)
+        refused = refused + 1
+        refused_by[data.worker] = true
+      end
+      local n = 0
+      for _ in pairs(refused_by) do n = n + 1 end
+      if n == 2 and refused >= 6 then break end
+    end
+    local n = 0
+    for _ in pairs(refused_by) do n = n + 1 end
+    assert.equal(2, n) -- both workers refused on their own, one of them knowing only the other's answer
+    assert.equal(12, ok_calls)
+    assert.equal(0, sb:stats().rate_limited)
+  end)
+end)

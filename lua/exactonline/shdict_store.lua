@@ -167,6 +167,35 @@ function _M.new(dict_name, backing, opts)
     return true
   end
 
+  -- Shared minutely rate-limit state: what the last answer to any worker said, less what workers have sent
+  -- since. The ngx transport asks before() each API call (seconds to wait for the reset, 0: go; a go
+  -- reserves one call) and tells after() each answer's headers.
+  local rl_reset, rl_left = key .. ":rl_reset", key .. ":rl_left"
+  store.shared_rate_limits = {
+    before = function(now)
+      local reset = dict:get(rl_reset)
+      if not reset or reset <= now then return 0 end -- no known window, or it is over
+      local left = dict:incr(rl_left, -1, 0)
+      if left and left >= 0 then return 0 end
+      dict:incr(rl_left, 1, 0) -- not reserved after all
+      return reset - now
+    end,
+    after = function(headers)
+      local remaining = tonumber(headers["x-ratelimit-minutely-remaining"])
+      local reset = tonumber(headers["x-ratelimit-minutely-reset"])
+      if not remaining or not reset then return end
+      if reset > 1e12 then reset = reset / 1000 end -- milliseconds, as Exact sends them
+      local known = dict:get(rl_reset)
+      if not known or reset > known then -- a new window: the server's word
+        dict:set(rl_reset, reset, 120)
+        dict:set(rl_left, remaining, 120)
+      elseif reset == known then -- the same window: the lower estimate is the safe one
+        local left = dict:get(rl_left)
+        if not left or remaining < left then dict:set(rl_left, remaining, 120) end
+      end
+    end,
+  }
+
   return store
 end
 

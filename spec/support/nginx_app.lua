@@ -24,7 +24,8 @@ local function reply(status, body)
 end
 
 local function fail(err)
-  return reply(502, { kind = err and err.kind, status = err and err.status, error = tostring(err) })
+  return reply(502, { kind = err and err.kind, status = err and err.status, code = err and err.code,
+    error = tostring(err), worker = ngx.worker.pid() })
 end
 
 local function get_client()
@@ -34,7 +35,7 @@ local function get_client()
     client_id = settings.client_id, client_secret = settings.client_secret,
     redirect_uri = settings.redirect_uri, base_url = settings.base_url, division = settings.division,
     store = exactonline.shdict_store("exactonline", backing),
-    timeout = 10,
+    timeout = 10, on_rate_limit = settings.on_rate_limit,
   }
   if not c then return nil, err end
   client = c

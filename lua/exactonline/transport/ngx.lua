@@ -10,6 +10,7 @@ local ngx = ngx
 local setmetatable, tonumber, tostring, type, pairs, concat = setmetatable, tonumber, tostring, type, pairs,
   table.concat
 local ngx_tcp, ngx_sleep, ngx_now, ngx_update_time = ngx.socket.tcp, ngx.sleep, ngx.now, ngx.update_time
+local math_ceil = math.ceil
 local str_lower, str_find, str_sub, str_match, str_format = string.lower, string.find, string.sub,
   string.match, string.format
 
@@ -165,10 +166,31 @@ function Transport:connect(host, port, connect_ms, ms)
   return sock
 end
 
+-- the minutely budget shared by all workers (shdict store): wait for its reset, or a rate_limit error
+function Transport:shared_budget(url)
+  local shared = self.shared_rate
+  if not shared or str_find(url, "/api/oauth2/", 1, true) then return true end
+  local wait = shared.before(self:now())
+  if wait <= 0 then return true end
+  if self.on_rate_limit == "wait" and wait <= self.max_wait then
+    ngx_sleep(wait)
+    return true
+  end
+  return nil, core.error { kind = "rate_limit", code = "minutely_limit",
+    message = str_format("the minutely rate limit is spent (across all nginx workers); it resets in %d s",
+      math_ceil(wait)),
+    hint = self.on_rate_limit == "wait" and "the wait would be longer than max_wait: raise max_wait or retry later"
+      or "retry after the reset, or set on_rate_limit = \"wait\"" }
+end
+
 --- transport:request{ method, url, headers, body, timeout } --> { status, headers, body } | nil, err
 function Transport:request(req)
   local method = req.method or "GET"
   local url = req.url
+  if type(url) == "string" then
+    local ok, err = self:shared_budget(url)
+    if not ok then return nil, err end
+  end
   local scheme, host, port, target = split_url(type(url) == "string" and url or "")
   if scheme ~= "https" then
     return fail("config", "bad_url", "the ngx transport only speaks https, not " .. tostring(url and
@@ -244,6 +266,7 @@ function Transport:request(req)
   else
     sock:close()
   end
+  if self.shared_rate and not str_find(url, "/api/oauth2/", 1, true) then self.shared_rate.after(headers) end
   return { status = status, headers = headers, body = text }
 end
 
@@ -257,11 +280,17 @@ function Transport.now(_)
 end
 
 --- _M.new(config, client) --> a transport for the client made from config
--- config.max_response_size (default 64 MiB), config.timeout (default 30 s), config.pool_size (default 32)
+-- config.max_response_size (default 64 MiB), config.timeout (default 30 s), config.pool_size (default 32);
+-- a config.store with shared_rate_limits (the shdict store) shares the minutely budget between workers
 function _M.new(config, client)
   config = config or {}
   local opts = client and client.options and client:options() or {}
+  local store = config.store
   return setmetatable({
+    shared_rate = type(store) == "table" and type(store.shared_rate_limits) == "table" and store.shared_rate_limits
+      or nil,
+    on_rate_limit = opts.on_rate_limit or config.on_rate_limit or "wait",
+    max_wait = tonumber(opts.max_wait) or tonumber(config.max_wait) or 120,
     timeout = tonumber(opts.timeout) or tonumber(config.timeout) or 30,
     max_response = tonumber(config.max_response_size) or 64 * 1024 * 1024,
     pool_size = tonumber(config.pool_size) or POOL_SIZE,

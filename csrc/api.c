@@ -177,7 +177,7 @@ static void push_escaped(lua_State *L, const char *s, size_t len) {
 /* Push the query table at idx as "?a=1&b=2" (or "&a=1…" after an existing query): names sorted,
  * each name and value percent-encoded exactly once. */
 static void push_query(lua_State *L, int idx, int has_query) {
-    const char *keys[64];
+    const char *keys[64] = {NULL};
     int n = 0, i;
     lua_pushliteral(L, "");
     lua_pushnil(L);

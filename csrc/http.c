@@ -235,7 +235,7 @@ static int http_perform(lua_State *L) {
     }
 
     rc = curl_easy_perform(h);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
     curl_slist_free_all(c->req_headers);
     c->req_headers = NULL;
     if (rc != CURLE_OK) return fail_curl(L, c, rc);

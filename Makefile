@@ -88,3 +88,6 @@ install: lua54
 
 clean:
 	rm -rf build
+
+# hardening targets (analyze, asan, memcheck, fuzz) and any other make fragments
+-include mk/*.mk

@@ -139,7 +139,7 @@ static int api_rate_wait(lua_State *L) {
     }
     wait += 0.1; /* land just past the reset, not on it */
     if (!c->wait_on_rate_limit || wait > c->max_wait) {
-        lua_pushfstring(L, "%s; it resets in %d s", msg, (int)ceil(wait));
+        lua_pushfstring(L, "%s; it resets in %d s", msg, wait < 1e9 ? (int)ceil(wait) : 999999999);
         eo_push_error(L, "rate_limit", after_429 ? 429 : 0, "minutely_limit", lua_tostring(L, -1), NULL,
                       c->wait_on_rate_limit ? "the wait would be longer than max_wait: raise max_wait or retry "
                                               "after the reset"

@@ -76,11 +76,12 @@ static int client_tostring(lua_State *L) {
         luaL_addstring(&b, " division ?");
     }
     if (c->access_token) {
-        char when[32];
-        time_t t = (time_t)c->expires_at;
+        char when[32] = "?";
         struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (c->expires_at > 0 && c->expires_at < 253402300800.0) { /* before year 10000 */
+            time_t t = (time_t)c->expires_at;
+            if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        }
         luaL_addstring(&b, ", access token expires ");
         luaL_addstring(&b, when);
     } else {
@@ -169,7 +170,8 @@ static int client_new(lua_State *L) {
 /* ---- tokens ---- */
 
 void eo_pushnum(lua_State *L, double v) {
-    if (v == (double)(lua_Integer)v) lua_pushinteger(L, (lua_Integer)v);
+    /* range first: converting inf, NaN or a huge double to an integer is undefined */
+    if (v > -9.2e18 && v < 9.2e18 && v == (double)(lua_Integer)v) lua_pushinteger(L, (lua_Integer)v);
     else lua_pushnumber(L, v);
 }
 

@@ -268,7 +268,9 @@ static int oauth_absorb_token(lua_State *L) {
     if (eo_getfield(L, data, "error") == LUA_TSTRING) code = lua_tostring(L, -1);
     if (eo_getfield(L, data, "error_description") == LUA_TSTRING) msg = lua_tostring(L, -1);
     lua_getfield(L, data, "expires_in");
-    if (lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0) expires_in = lua_tonumber(L, -1);
+    /* "600" or 600; anything odd (0, negative, NaN, inf, 1e308, days) keeps the documented 600 s */
+    if (lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0 && lua_tonumber(L, -1) <= EO_REFRESH_LIFETIME)
+        expires_in = lua_tonumber(L, -1);
 
     if (status == 200 && at && *at && !code) {
         eo_setsecret(L, &c->access_token, at);

@@ -58,9 +58,13 @@ local function lua_dir()
   local file = package.searchpath and package.searchpath("exactonline.sandbox", package.path)
   if file then
     local dir = file:match("^(.*)/exactonline/sandbox/init%.lua$")
-    if dir then return dir end
+    if dir then
+      -- nginx must not depend on its working directory
+      if dir:sub(1, 1) ~= "/" then dir = (read("pwd") or "."):gsub("%s+$", "") .. "/" .. dir:gsub("^%./", "") end
+      return dir
+    end
   end
-  return "./lua"
+  return ((read("pwd") or "."):gsub("%s+$", "")) .. "/lua"
 end
 
 local function cjson_cpath()

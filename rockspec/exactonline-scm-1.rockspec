@@ -43,6 +43,7 @@ build = {
     ["exactonline.sandbox.data"] = "lua/exactonline/sandbox/data.lua",
     ["exactonline.sandbox"] = "lua/exactonline/sandbox/init.lua",
     ["exactonline.sandbox.odata"] = "lua/exactonline/sandbox/odata.lua",
+    ["exactonline.shdict_store"] = "lua/exactonline/shdict_store.lua",
     ["exactonline.stores.postgres"] = "lua/exactonline/stores/postgres.lua",
     ["exactonline.transport.curl"] = "lua/exactonline/transport/curl.lua",
     ["exactonline.transport.ngx"] = "lua/exactonline/transport/ngx.lua",

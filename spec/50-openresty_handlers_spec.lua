@@ -102,3 +102,29 @@ describe("the shared-dict store inside nginx", function()
       assert.is_true(r.again)
     end)
 end)
+
+describe("inside nginx, TLS", function()
+  local sb, app
+
+  setup(function()
+    sb = helpers.sandbox{ accounts = 1 }
+    -- the system's CAs, which do not include the sandbox's own CA
+    app = ngx_harness.start{ sandbox = sb, workers = 1, trusted = "/etc/ssl/certs/ca-certificates.crt" }
+  end)
+
+  teardown(function()
+    if app then app:stop() end
+    if sb then sb:stop() end
+  end)
+
+  it("refuses a server that lua_ssl_trusted_certificate does not vouch for, with a tls error and no token call",
+    function()
+      local before = sb:stats()
+      local status, _, body = app:get("/exchange?code=" .. helpers.escape(sb:code()))
+      assert.equal(502, status, app:error_log():sub(-1500))
+      local data = cjson.decode(body)
+      assert.equal("tls", data.kind)
+      assert.matches("lua_ssl_trusted_certificate", data.error)
+      assert.equal(before.token_calls, sb:stats().token_calls)
+    end)
+end)

@@ -134,7 +134,7 @@ function App:get(path, timeout)
   return helpers.http("GET", self.url .. path, { timeout = timeout or 30 })
 end
 
---- start{ sandbox = sb, workers = 2, settings = {…} } --> a running App
+--- start{ sandbox = sb, workers = 2, settings = {…}, trusted = CA file } --> a running App
 -- settings go to the handlers (spec/support/nginx_app.lua) as app.settings
 function _M.start(opts)
   local sb = opts.sandbox
@@ -174,7 +174,7 @@ function _M.start(opts)
     "  lua_package_path " .. string.format("%q", lpath) .. ";",
     "  lua_package_cpath " .. string.format("%q", cpath) .. ";",
     "  lua_shared_dict exactonline 1m;",
-    "  lua_ssl_trusted_certificate " .. sb.cafile .. ";",
+    "  lua_ssl_trusted_certificate " .. (opts.trusted or sb.cafile) .. ";",
     "  lua_ssl_verify_depth 2;",
     "  init_by_lua_block { require('support.nginx_app').init(" .. string.format("%q", prefix .. "/settings.lua")
       .. ") }",

@@ -7,8 +7,8 @@
 local core = require "exactonline.core"
 
 local ngx = ngx
-local setmetatable, tonumber, tostring, type, pairs, concat = setmetatable, tonumber, tostring, type, pairs,
-  table.concat
+local setmetatable, tonumber, tostring, type, pairs, pcall, concat = setmetatable, tonumber, tostring, type, pairs,
+  pcall, table.concat
 local ngx_tcp, ngx_sleep, ngx_now, ngx_update_time = ngx.socket.tcp, ngx.sleep, ngx.now, ngx.update_time
 local math_ceil = math.ceil
 local str_lower, str_find, str_sub, str_match, str_format = string.lower, string.find, string.sub,
@@ -154,8 +154,14 @@ function Transport:connect(host, port, connect_ms, ms)
       hint)
   end
   if sock:getreusedtimes() == 0 then
-    local session
-    session, err = sock:sslhandshake(nil, host, true)
+    -- under pcall: lua-resty-core 0.1.25 raises an assertion when verification fails on a handshake that
+    -- completed at once (and with reused_session = false it would even report success: never pass false)
+    local hok, session, herr = pcall(sock.sslhandshake, sock, nil, host, true)
+    if not hok then
+      session, err = nil, "the certificate could not be verified (nginx's error log has the reason)"
+    else
+      err = herr
+    end
     if not session then
       sock:close()
       return fail("tls", "handshake", "the TLS handshake with " .. host .. ":" .. port .. " failed: " ..

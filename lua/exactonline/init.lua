@@ -26,8 +26,8 @@ function _M.memory_store(tokens)
 end
 
 --- Tokens in an nginx lua_shared_dict, shared by all workers.
-function _M.shdict_store(dict_name, backing_store)
-  return require("exactonline.shdict_store").new(dict_name, backing_store)
+function _M.shdict_store(dict_name, backing_store, opts)
+  return require("exactonline.shdict_store").new(dict_name, backing_store, opts)
 end
 
 --- Stores for databases: exactonline.stores.postgres{…}. Loaded on first use.

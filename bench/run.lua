@@ -272,7 +272,8 @@ end
 local function cg_per_call(name, cmd)
   local function profile(n)
     local file = TMP .. "/callgrind." .. name .. "." .. n
-    local ok, out = sh("valgrind --tool=callgrind --callgrind-out-file=" .. q(file) .. " " .. cmd(n))
+    local prefix, command = cmd(n)
+    local ok, out = sh(prefix .. " valgrind --tool=callgrind --callgrind-out-file=" .. q(file) .. " " .. command)
     if not ok then error("bench: callgrind run of " .. name .. " failed:\n" .. out) end
     local by, total = cg_objects(file)
     return by, total, file
@@ -305,11 +306,11 @@ local function instructions(sb, store_path)
   local url = sb.base_url .. "/api/v1/" .. sb.division .. "/crm/Accounts"
   local out = {}
   out.client_lua54 = cg_per_call("client_get", function(n)
-    return vm_env("lua5.4") .. " lua5.4 " .. q(ROOT .. "/bench/get.lua") .. " " .. n end)
+    return vm_env("lua5.4"), "lua5.4 " .. q(ROOT .. "/bench/get.lua") .. " " .. n end)
   out.floor_cjson = cg_per_call("floor_cjson", function(n)
-    return token_env(store_path, sb) .. " " .. q(FLOOR) .. " " .. q(url) .. " " .. n .. " decode" end)
+    return token_env(store_path, sb), q(FLOOR) .. " " .. q(url) .. " " .. n .. " decode" end)
   out.floor = cg_per_call("floor", function(n)
-    return token_env(store_path, sb) .. " " .. q(FLOOR) .. " " .. q(url) .. " " .. n end)
+    return token_env(store_path, sb), q(FLOOR) .. " " .. q(url) .. " " .. n end)
   return out
 end
 

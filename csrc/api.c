@@ -370,7 +370,9 @@ static const char *status_hint(long status) {
                      "the app's scopes)";
     case 404: return "check the path: service/Entity, e.g. crm/Accounts; guids as guid'…'";
     case 429: return "the rate limit is spent: wait for its reset (see client:rate_limits())";
-    default: return status >= 500 ? "Exact Online had a problem: try again later" : NULL;
+    default:
+        if (status >= 300 && status < 400) return "check the region/base_url: it must be Exact Online's API host";
+        return status >= 500 ? "Exact Online had a problem: try again later" : NULL;
     }
 }
 
@@ -435,6 +437,13 @@ static int api_absorb(lua_State *L) {
     }
     words = push_error_words(L, body, data);
     if (!words && reason) lua_pushstring(L, reason), words = 1;
+    if (!words) { /* an error always says something: a bare 500, a redirect */
+        lua_pushfstring(L, status >= 300 && status < 400 ? "Exact Online answered with a redirect (HTTP %d); "
+                                                           "redirects are never followed"
+                                                         : "Exact Online answered HTTP %d without an explanation",
+                        (int)status);
+        words = 1;
+    }
     eo_push_error(L, status == 429 ? "rate_limit" : status >= 500 || status < 400 ? "http" : "api", status, NULL,
                   words ? lua_tostring(L, -1) : NULL, reason, status_hint(status));
     lua_pushnil(L);

@@ -47,11 +47,19 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     return size * n;
 }
 
+/* The request header list carries "Authorization: Bearer …": wipe each line before it is freed. */
+static void free_req_headers(eo_client *c) {
+    struct curl_slist *h;
+    for (h = c->req_headers; h; h = h->next)
+        if (h->data) eo_wipe(h->data, strlen(h->data));
+    curl_slist_free_all(c->req_headers);
+    c->req_headers = NULL;
+}
+
 void eo_http_free(eo_client *c) {
     if (c->curl) curl_easy_cleanup(c->curl);
     c->curl = NULL;
-    curl_slist_free_all(c->req_headers);
-    c->req_headers = NULL;
+    free_req_headers(c);
     if (c->resp_body.data) eo_wipe(c->resp_body.data, c->resp_body.len); /* may hold tokens */
     buf_free(&c->resp_body);
     buf_free(&c->resp_headers);
@@ -173,8 +181,7 @@ static int http_perform(lua_State *L) {
     timeout = luaL_optnumber(L, 6, c->timeout);
     if (timeout <= 0) timeout = c->timeout;
 
-    curl_slist_free_all(c->req_headers);
-    c->req_headers = NULL;
+    free_req_headers(c);
     lua_getfield(L, 2, "headers");
     if (lua_istable(L, 7)) {
         lua_pushnil(L);
@@ -236,8 +243,7 @@ static int http_perform(lua_State *L) {
 
     rc = curl_easy_perform(h);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
-    curl_slist_free_all(c->req_headers);
-    c->req_headers = NULL;
+    free_req_headers(c);
     if (rc != CURLE_OK) return fail_curl(L, c, rc);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     lua_createtable(L, 0, 3);

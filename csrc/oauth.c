@@ -8,6 +8,7 @@ void eo_addescaped(lua_State *L, luaL_Buffer *b, const char *s, size_t len) {
     char *e = curl_easy_escape(NULL, s, (int)len);
     if (!e) luaL_error(L, "exactonline: out of memory");
     lua_pushstring(L, e); /* copy out before anything can raise */
+    eo_wipe(e, strlen(e)); /* it may be the client secret or a token */
     curl_free(e);
     luaL_addvalue(b);
 }

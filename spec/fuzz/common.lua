@@ -38,7 +38,9 @@ end
 
 function _M.no_secret(text, where)
   for _, s in ipairs { _M.SECRET, _M.ACCESS, _M.REFRESH } do
-    if text:find(s, 1, true) and not _M.input:find(s, 1, true) then error(where .. ": a secret leaked into " .. text) end
+    if text:find(s, 1, true) and not _M.input:find(s, 1, true) then
+      error(where .. ": a secret leaked into " .. text)
+    end
   end
 end
 

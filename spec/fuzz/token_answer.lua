@@ -16,7 +16,7 @@ function fuzz(data) -- luacheck: ignore 111
       if type(tokens.access_token) ~= "string" or tokens.access_token == "" then
         error("absorb_token: tokens without an access token")
       end
-      if not (tokens.expires_at > f.NOW) then error("absorb_token: expires_at not after now") end
+      if tokens.expires_at <= f.NOW then error("absorb_token: expires_at not after now") end
     else
       f.check_error(err, "absorb_token")
       if to_save == nil and refreshing then

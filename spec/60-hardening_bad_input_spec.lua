@@ -1,0 +1,428 @@
+-- Bad input catalogue: every odd answer, header, URL or store failure is a clear error object
+-- (kind, message, hint where there is something to do) and the stored tokens still work afterwards.
+--
+-- Covered elsewhere, not repeated here:
+--   HTML 503/500 pages, garbage and truncated bodies, connection reset mid-body, a server that does
+--   not answer within config.timeout (slow), the size cap (oversized bodies), 401 then refresh,
+--   another origin given as a path                                   spec/20-core_api_spec.lua
+--   a certificate from an unknown CA, a raising store lock           spec/20-core_oauth_spec.lua
+--   a token file that is corrupt, empty, a directory, world-readable spec/30-store_file_spec.lua
+--
+-- Here a tiny HTTPS server (luasocket + luasec, a child process on a free loopback port) answers
+-- with whatever raw bytes a case sets, and logs every request it gets.
+local helpers = require "helpers"
+local exactonline = require "exactonline"
+
+local ACCESS = "bad-input-access-4c1d"
+local REFRESH = "bad-input-refresh-9e27"
+local SECRET = "bad-input-secret-a5f0"
+
+local SERVER = [=[
+local socket = require "socket"
+local ssl = require "ssl"
+local dir = arg[1]
+local function read(name)
+  local f = io.open(dir .. "/" .. name, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+local srv = assert(socket.bind("127.0.0.1", 0))
+local _, port = srv:getsockname()
+local f = assert(io.open(dir .. "/port.tmp", "w"))
+f:write(port)
+f:close()
+os.rename(dir .. "/port.tmp", dir .. "/port")
+while true do
+  local cl = srv:accept()
+  local cert = read("cert") or "good"
+  local ctx = assert(ssl.newcontext { mode = "server", protocol = "any", key = dir .. "/" .. cert .. ".key",
+    certificate = dir .. "/" .. cert .. ".pem", options = { "all" } })
+  local s = ssl.wrap(cl, ctx)
+  s:settimeout(5)
+  if s:dohandshake() then
+    local lines, len = {}, 0
+    while true do
+      local line = s:receive("*l")
+      if not line or line == "" then break end
+      lines[#lines + 1] = line
+      local n = line:lower():match("^content%-length:%s*(%d+)")
+      if n then len = tonumber(n) end
+    end
+    local body = len > 0 and s:receive(len) or ""
+    local log = assert(io.open(dir .. "/requests.log", "ab"))
+    log:write(table.concat(lines, "\n"), "\n\n", body or "", "\n----\n")
+    log:close()
+    local answer = read("answer") or "HTTP/1.1 500 No answer set\r\nContent-Length: 0\r\n\r\n"
+    if answer:sub(1, 5) == "SLEEP" then socket.sleep(2) else s:send(answer) end
+  end
+  s:close()
+end
+]=]
+
+local function sh(cmd)
+  local ok = os.execute(cmd)
+  assert(ok == true or ok == 0, "command failed: " .. cmd)
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+describe("hardening: bad input", function()
+  local dir, port, base, pid, stored
+
+  local function answer(status, headers, body)
+    body = body or ""
+    local out = { "HTTP/1.1 " .. status .. "\r\n" }
+    local has_len = false
+    for _, h in ipairs(headers or {}) do
+      out[#out + 1] = h .. "\r\n"
+      if h:lower():match("^content%-length:") then has_len = true end
+    end
+    if not has_len then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
+    out[#out + 1] = "Connection: close\r\n\r\n" .. body
+    write(dir .. "/answer", table.concat(out))
+  end
+  local function json(status, body, extra)
+    local h = { "Content-Type: application/json; charset=utf-8" }
+    for _, x in ipairs(extra or {}) do h[#h + 1] = x end
+    answer(status, h, body)
+  end
+  local function requests() return read(dir .. "/requests.log") end
+  local function clear() os.remove(dir .. "/requests.log") end
+
+  local function client(over, tokens)
+    local now = os.time()
+    stored = exactonline.memory_store(tokens or { access_token = ACCESS, refresh_token = REFRESH,
+      obtained_at = now, expires_at = now + 600, refresh_obtained_at = now })
+    local cfg = { base_url = base, client_id = "bad-input-client", client_secret = SECRET,
+      redirect_uri = "https://app.example/cb", cafile = dir .. "/ca.pem", division = 7, store = stored,
+      timeout = 5 }
+    for k, v in pairs(over or {}) do cfg[k] = v end
+    return assert(exactonline.new(cfg))
+  end
+
+  -- a clear error: an error object with kind and message, printable, no secret in it
+  local function clear_error(err, kind)
+    assert.is_true(exactonline.core.is_error(err), "not an error object: " .. tostring(err))
+    if kind then assert.equal(kind, err.kind, tostring(err)) end
+    assert.is_string(err.message)
+    local text = tostring(err)
+    for _, s in ipairs { ACCESS, REFRESH, SECRET } do assert.is_nil(text:find(s, 1, true), text) end
+    return err
+  end
+
+  -- afterwards the stored pair still works: a normal answer is read with the same bearer
+  local function tokens_still_work(c, bearer)
+    clear()
+    json(200, '{"d":{"results":[{"ID":1}]}}')
+    local rows = assert(c:get("crm/Accounts"))
+    assert.equal(1, rows[1].ID)
+    assert.matches("Authorization: Bearer " .. (bearer or ACCESS), requests(), 1, true)
+    assert.equal(bearer or ACCESS, stored.load().access_token)
+  end
+
+  setup(function()
+    dir = helpers.tmpdir()
+    local q = function(s) return "'" .. s .. "'" end
+    -- our own CA; a server certificate for 127.0.0.1, one for another name, one self-signed
+    sh("cd " .. q(dir) .. " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bad-input-ca"
+      .. " -keyout ca.key -out ca.pem 2>/dev/null")
+    for name, san in pairs { good = "IP:127.0.0.1", othername = "DNS:other.example" } do
+      sh("cd " .. q(dir) .. " && openssl req -newkey rsa:2048 -nodes -subj /CN=" .. name .. " -keyout " .. name
+        .. ".key -out " .. name .. ".csr 2>/dev/null && printf 'subjectAltName=" .. san .. "\\n' >" .. name
+        .. ".ext && openssl x509 -req -in " .. name .. ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
+        .. " -extfile " .. name .. ".ext -out " .. name .. ".pem 2>/dev/null")
+    end
+    sh("cd " .. q(dir) .. " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+      .. " -addext subjectAltName=IP:127.0.0.1 -keyout selfsigned.key -out selfsigned.pem 2>/dev/null")
+    write(dir .. "/server.lua", SERVER)
+    local p = io.popen(helpers.lua_env() .. " " .. helpers.lua() .. " " .. q(dir .. "/server.lua") .. " " .. q(dir)
+      .. " >" .. q(dir .. "/server.log") .. " 2>&1 & echo $!")
+    pid = tonumber(p:read("*l"))
+    p:close()
+    for _ = 1, 200 do
+      port = tonumber(read(dir .. "/port"))
+      if port then break end
+      os.execute("sleep 0.05")
+    end
+    assert(port, "the test server did not start: " .. read(dir .. "/server.log"))
+    base = "https://127.0.0.1:" .. port
+  end)
+
+  teardown(function()
+    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+  end)
+
+  before_each(function()
+    clear()
+    write(dir .. "/cert", "good")
+  end)
+
+  describe("API answers", function()
+    it("deeply nested JSON: a decode error", function()
+      local c = client()
+      json(200, '{"d":' .. ("["):rep(5000) .. ("]"):rep(5000) .. "}")
+      local rows, err = c:get("crm/Accounts")
+      assert.is_nil(rows)
+      clear_error(err, "decode")
+      tokens_still_work(c)
+    end)
+
+    it("invalid JSON with a JSON content type: a decode error", function()
+      local c = client()
+      json(200, '{"d":{"results":[{"ID":1},')
+      local rows, err = c:get("crm/Accounts")
+      assert.is_nil(rows)
+      clear_error(err, "decode")
+      tokens_still_work(c)
+    end)
+
+    it("a 200 with an OData error inside: an api error in Exact's words", function()
+      local c = client()
+      json(200, '{"error":{"code":"","message":{"lang":"","value":"Field Name is mandatory"}}}')
+      local rows, err = c:get("crm/Accounts")
+      assert.is_nil(rows)
+      clear_error(err, "api")
+      assert.matches("Field Name is mandatory", err.message, 1, true)
+      tokens_still_work(c)
+    end)
+
+    it("an error answer with a wrong content type (HTML page as 400): an api error naming the page", function()
+      local c = client()
+      answer("400 Bad Request", { "Content-Type: text/html" }, "<html><title>Bad Request</title></html>")
+      local rows, err = c:get("crm/Accounts")
+      assert.is_nil(rows)
+      clear_error(err, "api")
+      assert.equal(400, err.status)
+      assert.matches("Bad Request", err.message, 1, true)
+      tokens_still_work(c)
+    end)
+
+    it("an XML error page with a JSON body shape but an XML content type is not parsed as JSON", function()
+      local c = client()
+      answer("500 Internal Server Error", { "Content-Type: application/xml" }, '{"error":"not json here"}')
+      local rows, err = c:get("crm/Accounts")
+      assert.is_nil(rows)
+      clear_error(err, "http")
+      assert.equal(500, err.status)
+      tokens_still_work(c)
+    end)
+
+    it("missing fields: no d, no results, d a string: answers without inventing rows", function()
+      local c = client()
+      json(200, '{}')
+      assert.same({}, assert(c:get("crm/Accounts")))
+      json(200, '{"d":{}}')
+      assert.same({}, assert(c:get("crm/Accounts")))
+      json(200, '{"d":"text"}')
+      assert.same({ d = "text" }, assert(c:get("crm/Accounts")))
+      tokens_still_work(c)
+    end)
+
+    it("non-UTF-8 bytes in a JSON string and in a Reason header: read as bytes, nothing breaks", function()
+      local c = client()
+      json(200, '{"d":{"results":[{"Name":"caf\233 \255\254"}]}}')
+      local rows = assert(c:get("crm/Accounts"))
+      assert.equal("caf\233 \255\254", rows[1].Name)
+      json(403, '{"error":{"message":{"value":"Verboden \255"}}}', { "Reason: Geen toegang \233\255" })
+      local _, err = c:get("crm/Accounts")
+      clear_error(err, "api")
+      assert.equal(403, err.status)
+      tokens_still_work(c)
+    end)
+
+    it("odd rate-limit and other header values are ignored, not trusted", function()
+      local c = client()
+      json(200, '{"d":{"results":[]}}', {
+        "X-RateLimit-Minutely-Remaining: lots", "X-RateLimit-Minutely-Reset: 1e999",
+        "X-RateLimit-Remaining: -5x", "X-RateLimit-Reset: nan", "X-RateLimit-Limit: ",
+        "X-Long: " .. ("v"):rep(8000), "X-Empty:", "X-Tab:\t\tvalue\t" })
+      assert.same({}, assert(c:get("crm/Accounts")))
+      local rl = c:rate_limits()
+      assert.is_nil(rl.minutely_remaining)
+      -- "1e999" reads as a number (inf); it must not turn into a wait or a crash
+      local wait = c:rate_wait(os.time(), false)
+      assert.equal(0, wait)
+      tokens_still_work(c)
+    end)
+
+    it("a redirect to another host is not followed and the bearer goes nowhere else", function()
+      local c = client()
+      answer("302 Found", { "Location: https://localhost:" .. port .. "/stolen" }, "")
+      local rows, err = c:get("crm/Accounts")
+      assert.is_nil(rows)
+      clear_error(err)
+      assert.equal(302, err.status)
+      assert.is_nil(requests():find("/stolen", 1, true))
+      tokens_still_work(c)
+    end)
+
+    it("a __next link to another origin is refused before any request to it", function()
+      local c = client()
+      json(200, '{"d":{"results":[{"ID":1}],"__next":"https://localhost:' .. port .. '/stolen?$skiptoken=1"}}')
+      local seen = 0
+      local ok, err = pcall(function()
+        for rows in c:pages("crm/Accounts") do seen = seen + #rows end
+      end)
+      assert.is_false(ok)
+      assert.equal(1, seen)
+      clear_error(err, "config")
+      assert.equal("foreign_origin", err.code)
+      assert.is_nil(requests():find("/stolen", 1, true))
+      tokens_still_work(c)
+    end)
+  end)
+
+  describe("CR, LF and NUL in what the caller gives", function()
+    it("in a path: refused before any request", function()
+      local c = client()
+      for _, path in ipairs { "crm/Accounts\r\nX-Injected: 1", "crm/Accounts\nHost: evil", "crm/Acc\0ounts" } do
+        clear()
+        local rows, err = c:get(path)
+        if rows == nil then
+          clear_error(err, "config")
+        end
+        -- whatever happens, no injected line reaches the server
+        assert.is_nil(requests():find("X-Injected", 1, true))
+        assert.is_nil(requests():find("Host: evil", 1, true))
+      end
+      tokens_still_work(c)
+    end)
+
+    it("in a query value: percent-encoded, never a raw line break on the wire", function()
+      local c = client()
+      json(200, '{"d":{"results":[]}}')
+      assert(c:get("crm/Accounts", { ["$filter"] = "Name eq 'a\r\nX-Injected: 1\0b'" }))
+      local log = requests()
+      assert.truthy(log:find("%0D%0AX-Injected%3A%201%00b", 1, true), log)
+      assert.is_nil(log:find("\nX-Injected", 1, true))
+      tokens_still_work(c)
+    end)
+
+    it("in a header value or name: refused", function()
+      local c = client()
+      for _, h in ipairs { { ["X-A"] = "v\r\nX-Injected: 1" }, { ["X-A\nX-Injected"] = "1" }, { ["X-A"] = "v\0w" } } do
+        clear()
+        local res, err = c:post("crm/Accounts", { Name = "x" }, h)
+        assert.is_nil(res)
+        clear_error(err, "config")
+        assert.equal("", requests())
+      end
+      tokens_still_work(c)
+    end)
+  end)
+
+  describe("token endpoint answers", function()
+    local function refresher(extra)
+      local now = os.time()
+      return client(extra, { access_token = ACCESS, refresh_token = REFRESH, obtained_at = now - 590,
+        expires_at = now + 10, refresh_obtained_at = now - 590 })
+    end
+
+    it("expires_in of every odd shape: 600 s unless it is a sane number of seconds", function()
+      local cases = {
+        { '"600"', 600 }, { "600", 600 }, { "300", 300 }, { "0", 600 }, { "-1", 600 }, { '"abc"', 600 },
+        { "1e308", 600 }, { '"1e999"', 600 }, { "null", 600 }, { "{}", 600 }, { "[600]", 600 }, { "true", 600 },
+        { "599.5", 599.5 },
+      }
+      for _, case in ipairs(cases) do
+        local c = refresher()
+        json(200, '{"access_token":"NEW-A","refresh_token":"NEW-R","token_type":"bearer","expires_in":'
+          .. case[1] .. '}')
+        local t = assert(c:refresh())
+        assert.equal("NEW-A", t.access_token)
+        assert.equal(case[2], t.expires_at - t.obtained_at, "expires_in = " .. case[1])
+        assert.equal("NEW-A", stored.load().access_token)
+        assert.matches("exactonline.Client", tostring(c), 1, true)
+        tokens_still_work(c, "NEW-A")
+      end
+    end)
+
+    it("a 200 without access_token, HTML, invalid JSON, deep JSON: an error and the old pair kept", function()
+      for _, body in ipairs { '{"token_type":"bearer"}', "<html><title>Oops</title></html>", '{"access_token":',
+                              ("["):rep(3000) .. ("]"):rep(3000), '{"access_token":""}', '{"access_token":5}' } do
+        local c = refresher()
+        json(200, body)
+        local t, err = c:refresh()
+        assert.is_nil(t)
+        clear_error(err)
+        assert.equal(REFRESH, stored.load().refresh_token)
+        assert.equal(ACCESS, stored.load().access_token)
+        assert.is_true(c:holds(ACCESS))
+        assert.equal(REFRESH, c:tokens().refresh_token)
+      end
+    end)
+
+    it("a token answer that never comes: a network timeout, the old pair kept", function()
+      local c = refresher { timeout = 1 }
+      write(dir .. "/answer", "SLEEP")
+      local t, err = c:refresh()
+      assert.is_nil(t)
+      clear_error(err, "network")
+      assert.equal("CURLE_OPERATION_TIMEDOUT", err.code)
+      assert.equal(REFRESH, stored.load().refresh_token)
+    end)
+  end)
+
+  describe("TLS", function()
+    it("a certificate for another name is refused (kind tls), with a hint", function()
+      local c = client()
+      write(dir .. "/cert", "othername")
+      local rows, err = c:get("crm/Accounts")
+      assert.is_nil(rows)
+      clear_error(err, "tls")
+      assert.is_string(err.hint)
+      assert.is_nil(requests():find("Authorization", 1, true)) -- the handshake failed: nothing was sent
+      write(dir .. "/cert", "good")
+      tokens_still_work(c)
+    end)
+
+    it("a self-signed certificate for the right name is refused", function()
+      local c = client()
+      write(dir .. "/cert", "selfsigned")
+      local rows, err = c:get("crm/Accounts")
+      assert.is_nil(rows)
+      clear_error(err, "tls")
+      assert.is_nil(requests():find("Authorization", 1, true))
+    end)
+  end)
+
+  describe("store callbacks that raise", function()
+    it("load raising: exactonline.new answers nil and a store error", function()
+      local c, err = exactonline.new { base_url = base, client_id = "x", client_secret = SECRET,
+        cafile = dir .. "/ca.pem", store = { load = function() error("disk on fire") end, save = function() return true end } }
+      assert.is_nil(c)
+      clear_error(err, "store")
+      assert.matches("disk on fire", err.message, 1, true)
+    end)
+
+    it("save raising after a refresh: a store error; the new pair is not lost in memory", function()
+      local now = os.time()
+      local mem = exactonline.memory_store { access_token = ACCESS, refresh_token = REFRESH,
+        obtained_at = now - 590, expires_at = now + 10 }
+      local c = assert(exactonline.new { base_url = base, client_id = "x", client_secret = SECRET,
+        cafile = dir .. "/ca.pem", division = 7,
+        store = { load = mem.load, save = function() error("read-only store") end } })
+      json(200, '{"access_token":"NEW-A2","refresh_token":"NEW-R2","expires_in":600}')
+      local t, err = c:refresh()
+      assert.is_nil(t)
+      clear_error(err, "store")
+      assert.matches("read-only store", err.message, 1, true)
+      assert.is_true(c:holds("NEW-A2"))
+      assert.equal(REFRESH, mem.load().refresh_token)
+    end)
+  end)
+end)

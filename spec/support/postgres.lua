@@ -6,7 +6,14 @@ local assert, error, setmetatable = assert, error, setmetatable
 
 local _M = {}
 
-local BIN = os_getenv("PG_BIN") or "/usr/lib/postgresql/15/bin"
+-- Debian installs the server binaries per major version; take the newest one there is.
+local function find_bin()
+  local f = io_popen("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1")
+  local dir = f and f:read("*l")
+  if f then f:close() end
+  return (dir and dir ~= "") and dir or "/usr/lib/postgresql/15/bin"
+end
+local BIN = os_getenv("PG_BIN") or find_bin()
 
 local function sh(cmd)
   local f = assert(io_popen(cmd .. " 2>&1; echo \"rc=$?\""))

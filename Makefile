@@ -36,7 +36,7 @@ BIN_DIR    = $(DESTDIR)$(PREFIX)/bin
 DEB_PACKAGES = lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-check \
                luarocks lua-socket lua-sec libluajit2-5.1-dev luajit2 nginx libnginx-mod-http-lua \
                lua-sql-postgres postgresql openssl python3 gcc make pkg-config util-linux \
-               curl binutils procps git
+               curl binutils procps git valgrind
 
 .PHONY: all lua54 luajit test test-run demo demo-run deps lint install clean bench memcheck asan
 
@@ -72,7 +72,7 @@ demo-run: lua54
 	@lua5.4 bin/exactonline demo
 
 lint:
-	luacheck lua spec bin/exactonline rockspec/gen.lua
+	luacheck lua spec bench bin/exactonline rockspec/gen.lua
 
 bench:
 	@$(MAKE) --no-print-directory deps

@@ -403,7 +403,8 @@ describe("hardening: bad input", function()
   describe("store callbacks that raise", function()
     it("load raising: exactonline.new answers nil and a store error", function()
       local c, err = exactonline.new { base_url = base, client_id = "x", client_secret = SECRET,
-        cafile = dir .. "/ca.pem", store = { load = function() error("disk on fire") end, save = function() return true end } }
+        cafile = dir .. "/ca.pem",
+        store = { load = function() error("disk on fire") end, save = function() return true end } }
       assert.is_nil(c)
       clear_error(err, "store")
       assert.matches("disk on fire", err.message, 1, true)

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include "eo.h"
 
@@ -219,8 +220,10 @@ static int is_absolute(const char *p) {
 /* api_request(method, path, {query=, body=, headers=}) -> {method, url, headers, body, timeout} | nil, err */
 static int api_api_request(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
-    const char *method = luaL_checkstring(L, 2), *path = luaL_checkstring(L, 3), *m, *why = NULL;
+    size_t path_len;
+    const char *method = luaL_checkstring(L, 2), *path = luaL_checklstring(L, 3, &path_len), *m, *why = NULL;
     int opts, q, hdrs, body, has_query, url, out;
+    char division[32];
     for (m = method; *m; m++)
         if (*m < 'A' || *m > 'Z') luaL_argerror(L, 2, "an HTTP method in capitals (GET, POST, PUT, DELETE)");
     if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
@@ -246,6 +249,9 @@ static int api_api_request(lua_State *L) {
     } else if (!lua_isnil(L, body) && lua_type(L, body) != LUA_TSTRING) {
         luaL_argerror(L, 4, "opts.body must be a table or a string");
     }
+    if (strlen(path) != path_len)
+        return eo_fail(L, "config", 0, "bad_url", "the path contains a NUL byte", NULL,
+                       "check the path given to the request");
     if (!c->access_token)
         return eo_fail(L, "oauth", 0, "not_authorized", "there is no access token yet", NULL,
                        "authorize first: run `exactonline auth`, or client:exchange(code)");
@@ -258,7 +264,8 @@ static int api_api_request(lua_State *L) {
         if (!c->division)
             return eo_fail(L, "config", 0, "no_division", "the division is not known yet", NULL,
                            "give config.division or call client:division() first");
-        lua_pushfstring(L, "%s/api/v1/%d/%s", c->base_url, (int)c->division, path);
+        snprintf(division, sizeof division, "%lld", (long long)c->division);
+        lua_pushfstring(L, "%s/api/v1/%s/%s", c->base_url, division, path);
     }
     has_query = strchr(lua_tostring(L, -1), '?') != NULL;
     if (lua_istable(L, q)) {
@@ -380,10 +387,11 @@ static const char *status_hint(long status) {
 static int api_absorb(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     long status;
-    int headers, body, data = 0, json = 0, words;
-    size_t len = 0;
+    int headers, body, data = 0, json = 0, words, expect_json;
+    size_t len = 0, blank = 0;
     const char *s, *ctype = NULL, *reason = NULL;
     luaL_checktype(L, 2, LUA_TTABLE);
+    expect_json = lua_isnoneornil(L, 3) || lua_toboolean(L, 3); /* false only for the XML API */
     lua_settop(L, 2);
     lua_getfield(L, 2, "status");
     status = (long)luaL_optinteger(L, -1, 0);
@@ -400,6 +408,7 @@ static int api_absorb(lua_State *L) {
     if (s) {
         const char *p = s;
         while (p < s + len && isspace((unsigned char)*p)) p++;
+        blank = (size_t)(p - s);
         json = (ctype && strstr(ctype, "json")) ||
                (!(ctype && (strstr(ctype, "xml") || strstr(ctype, "html"))) && p < s + len &&
                 (*p == '{' || *p == '['));
@@ -416,6 +425,12 @@ static int api_absorb(lua_State *L) {
         }
     }
     if (status >= 200 && status < 300) {
+        if (expect_json && !data && s && blank < len) {
+            lua_pushfstring(L, "Exact Online answered HTTP %d with %s instead of JSON", (int)status,
+                            ctype ? ctype : "a body without a content type");
+            return eo_fail(L, "decode", status, "not_json", lua_tostring(L, -1), reason,
+                           "an HTML page usually means a proxy or maintenance page: try again later");
+        }
         if (data && lua_istable(L, data) && eo_getfield(L, data, "error") != LUA_TNIL) {
             lua_pop(L, 1);
             words = push_error_words(L, body, data);

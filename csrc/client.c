@@ -70,7 +70,9 @@ static int client_tostring(lua_State *L) {
     lua_pushfstring(L, EO_CLIENT_MT " (%p) %s", (void *)c, c->base_url);
     luaL_addvalue(&b);
     if (c->division) {
-        lua_pushfstring(L, " division %d", (int)c->division);
+        char division[32];
+        snprintf(division, sizeof division, " division %lld", (long long)c->division);
+        lua_pushstring(L, division);
         luaL_addvalue(&b);
     } else {
         luaL_addstring(&b, " division ?");

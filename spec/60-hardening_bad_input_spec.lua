@@ -211,6 +211,17 @@ describe("hardening: bad input", function()
       tokens_still_work(c)
     end)
 
+    it("a 200 with an HTML page (a proxy or maintenance page): a decode error, not an empty success", function()
+      local c = client()
+      answer("200 OK", { "Content-Type: text/html" }, "<html><title>Maintenance</title></html>")
+      local rows, err = c:get("crm/Accounts")
+      assert.is_nil(rows)
+      clear_error(err, "decode")
+      assert.equal("not_json", err.code)
+      assert.matches("text/html", err.message, 1, true)
+      tokens_still_work(c)
+    end)
+
     it("an XML error page with a JSON body shape but an XML content type is not parsed as JSON", function()
       local c = client()
       answer("500 Internal Server Error", { "Content-Type: application/xml" }, '{"error":"not json here"}')
@@ -292,10 +303,11 @@ describe("hardening: bad input", function()
       for _, path in ipairs { "crm/Accounts\r\nX-Injected: 1", "crm/Accounts\nHost: evil", "crm/Acc\0ounts" } do
         clear()
         local rows, err = c:get(path)
-        if rows == nil then
-          clear_error(err, "config")
-        end
-        -- whatever happens, no injected line reaches the server
+        assert.is_nil(rows)
+        clear_error(err, "config")
+        assert.equal("bad_url", err.code)
+        assert.equal("", requests()) -- refused before any request
+        -- and no injected line reaches the server
         assert.is_nil(requests():find("X-Injected", 1, true))
         assert.is_nil(requests():find("Host: evil", 1, true))
       end

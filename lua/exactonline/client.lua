@@ -215,6 +215,8 @@ function methods:request(method, path, opts)
   local ok, err = ready(self, st)
   if not ok then return nil, err end
   local refreshed, waited = false, false
+  local accept = opts and opts.headers and (opts.headers.Accept or opts.headers.accept)
+  local expect_json = accept == nil or tostring(accept):find("json", 1, true) ~= nil
   while true do
     local wait, werr = self:rate_wait(st.now(), false)
     if not wait then return nil, werr end
@@ -224,7 +226,7 @@ function methods:request(method, path, opts)
     local used = req.headers.Authorization:sub(8)
     local resp, terr = st.transport:request(req)
     if not resp then return nil, terr end
-    local res, aerr = self:absorb(resp)
+    local res, aerr = self:absorb(resp, expect_json)
     if res then return res end
     if aerr.status == 401 and not refreshed then
       -- the server's 401 rules over our clock: refresh once (or adopt a newer stored pair), retry once

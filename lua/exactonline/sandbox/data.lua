@@ -87,7 +87,9 @@ function _M.seed(division, n)
   local key = "acc:" .. division
   if dict:get(key) then return end
   local rows = generate(division, n)
-  dict:set(key, cjson.encode(rows))
+  local ok, err = dict:set(key, cjson.encode(rows))
+  -- fail loudly: an empty company would look like a client bug
+  if not ok then error("sandbox: cannot hold " .. n .. " accounts in lua_shared_dict eo_sandbox_data: " .. err) end
   dict:incr("accver:" .. division, 1, 0)
 end
 
@@ -147,7 +149,11 @@ function _M.modify(division, fn)
   local a, b = fn(rows)
   if a ~= nil then
     table.sort(rows, function(x, y) return x.ID < y.ID end)
-    dict:set(key, cjson.encode(rows))
+    local ok, err = dict:set(key, cjson.encode(rows))
+    if not ok then
+      unlock(key)
+      error("sandbox: cannot store the accounts in lua_shared_dict eo_sandbox_data: " .. err)
+    end
     dict:incr("accver:" .. division, 1, 0)
   end
   unlock(key)

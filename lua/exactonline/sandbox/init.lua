@@ -229,7 +229,7 @@ function _M.prepare(opts)
       "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;") .. ";",
     "  lua_package_cpath " .. string.format("%q", cjson_cpath() .. ";;") .. ";",
     "  lua_shared_dict eo_sandbox_state 32m;",
-    "  lua_shared_dict eo_sandbox_data " .. (32 + math.ceil(info.accounts / 1000)) .. "m;",
+    "  lua_shared_dict eo_sandbox_data " .. (32 + math.ceil(info.accounts / 250)) .. "m;",
     "  init_by_lua_block { require('exactonline.sandbox.app').init(" ..
       string.format("%q", prefix .. "/sandbox.lua") .. ") }",
     "  init_worker_by_lua_block { require('exactonline.sandbox.app').init_worker() }",

@@ -45,6 +45,7 @@ build = {
     ["exactonline.sandbox.odata"] = "lua/exactonline/sandbox/odata.lua",
     ["exactonline.shdict_store"] = "lua/exactonline/shdict_store.lua",
     ["exactonline.stores.postgres"] = "lua/exactonline/stores/postgres.lua",
+    ["exactonline.tokens"] = "lua/exactonline/tokens.lua",
     ["exactonline.transport.curl"] = "lua/exactonline/transport/curl.lua",
     ["exactonline.transport.ngx"] = "lua/exactonline/transport/ngx.lua",
     ["exactonline.core"] = {

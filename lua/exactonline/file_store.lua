@@ -7,7 +7,7 @@
 local core = require "exactonline.core"
 local cjson = require("cjson").new()
 
-local type, tostring, tonumber, pairs, pcall = type, tostring, tonumber, pairs, pcall
+local type, tostring, tonumber, pcall = type, tostring, tonumber, pcall
 local os_getenv = os.getenv
 local error = error
 
@@ -16,7 +16,7 @@ local _M = {}
 local FORMAT = "exactonline-tokens/1"
 _M.FORMAT = FORMAT
 
-local FIELDS = { "access_token", "refresh_token", "expires_at", "obtained_at", "refresh_obtained_at" }
+local tokens_mod = require "exactonline.tokens"
 
 local function store_error(code, message, hint)
   return core.error { kind = "store", code = code, message = message, hint = hint }
@@ -62,24 +62,10 @@ function _M.default_path()
   return home .. "/.config/exactonline/tokens.json"
 end
 
--- The chain's age: refresh_obtained_at (when this refresh token was issued), then obtained_at.
-local function age(t)
-  return tonumber(t.refresh_obtained_at) or tonumber(t.obtained_at) or -1, tonumber(t.obtained_at) or -1
-end
+--- Is pair a strictly newer than pair b?
+_M.newer = tokens_mod.newer
 
---- Is a strictly newer than b?
-function _M.newer(a, b)
-  local ar, ao = age(a)
-  local br, bo = age(b)
-  if ar ~= br then return ar > br end
-  return ao > bo
-end
-
-local function copy_tokens(t)
-  local out = {}
-  for _, k in pairs(FIELDS) do out[k] = t[k] end
-  return out
-end
+local copy_tokens = tokens_mod.copy
 
 -- Parse the file's text: tokens | nil, err (corrupt, empty or foreign: code "corrupt" / "foreign").
 local function parse(path, text)

@@ -9,38 +9,24 @@ local core = require "exactonline.core"
 local cjson = require("cjson").new()
 
 local ngx = ngx
-local type, tostring, tonumber, pairs, pcall, error, setmetatable =
-  type, tostring, tonumber, pairs, pcall, error, setmetatable
+local type, tostring, tonumber, pcall, error, setmetatable =
+  type, tostring, tonumber, pcall, error, setmetatable
 local co_running = coroutine.running
 local math_min, math_random = math.min, math.random
 local ngx_sleep, ngx_now, ngx_update_time, ngx_worker_pid = ngx.sleep, ngx.now, ngx.update_time, ngx.worker.pid
 
 local _M = {}
 
-local FIELDS = { "access_token", "refresh_token", "expires_at", "obtained_at", "refresh_obtained_at" }
+local tokens_mod = require "exactonline.tokens"
 
 local function store_error(code, message, hint)
   return core.error { kind = "store", code = code, message = message, hint = hint }
 end
 
-local function copy_tokens(t)
-  local out = {}
-  for _, k in pairs(FIELDS) do out[k] = t[k] end
-  return out
-end
+local copy_tokens = tokens_mod.copy
 
--- the chain's age: refresh_obtained_at, then obtained_at (as the file store compares)
-local function age(t)
-  return tonumber(t.refresh_obtained_at) or tonumber(t.obtained_at) or -1, tonumber(t.obtained_at) or -1
-end
-
---- Is a strictly newer than b?
-function _M.newer(a, b)
-  local ar, ao = age(a)
-  local br, bo = age(b)
-  if ar ~= br then return ar > br end
-  return ao > bo
-end
+--- Is pair a strictly newer than pair b?
+_M.newer = tokens_mod.newer
 
 local seq = 0
 

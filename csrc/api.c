@@ -217,6 +217,31 @@ static int is_absolute(const char *p) {
            strncmp(p, "HTTP://", 7) == 0;
 }
 
+/* An absolute URL on our origin goes out as the base URL's own scheme://host[:port] plus its path and
+ * query, so what reaches the wire never spells the origin differently (case, empty or default port). */
+static int rebase(lua_State *L, eo_client *c, int url) {
+    CURLU *u = curl_url();
+    char *upath = NULL, *uquery = NULL;
+    const char *b = c->base_url, *auth = strstr(b, "://"), *slash = auth ? strchr(auth + 3, '/') : NULL;
+    int ok;
+    if (!u) return luaL_error(L, "exactonline: out of memory");
+    ok = curl_url_set(u, CURLUPART_URL, lua_tostring(L, url), 0) == CURLUE_OK &&
+         curl_url_get(u, CURLUPART_PATH, &upath, 0) == CURLUE_OK;
+    if (ok && curl_url_get(u, CURLUPART_QUERY, &uquery, 0) != CURLUE_OK) uquery = NULL;
+    curl_url_cleanup(u);
+    if (ok) {
+        lua_pushlstring(L, b, slash ? (size_t)(slash - b) : strlen(b));
+        lua_pushstring(L, upath);
+        if (uquery) lua_pushfstring(L, "?%s", uquery);
+        else lua_pushliteral(L, "");
+        lua_concat(L, 3);
+        lua_replace(L, url);
+    }
+    curl_free(upath);
+    curl_free(uquery);
+    return ok;
+}
+
 /* api_request(method, path, {query=, body=, headers=}) -> {method, url, headers, body, timeout} | nil, err */
 static int api_api_request(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
@@ -283,6 +308,9 @@ static int api_api_request(lua_State *L) {
                        "give a path (\"crm/Accounts\", \"/api/v1/current/Me\") or a URL on the base URL's host");
     }
     lua_pop(L, 1);
+    if (is_absolute(path) && !rebase(L, c, url))
+        return eo_fail(L, "config", 0, "bad_url", "the URL cannot be parsed", NULL,
+                       "check the path given to the request");
 
     lua_createtable(L, 0, 5);
     out = lua_gettop(L);

@@ -11,6 +11,8 @@
 HARDENING_PACKAGES = cppcheck clang-tidy clang libclang-rt-14-dev valgrind
 CLANG       ?= clang
 FUZZ_SECONDS ?= 60
+# extra libFuzzer flags; CI passes a fixed -seed and -runs so its run is the same every time
+FUZZ_ARGS ?=
 FUZZ_TARGETS = code_from token_answer rate_limits api_answer request_url webhook
 
 HARDEN_LUA_CFLAGS = $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
@@ -114,7 +116,7 @@ fuzz-run: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
 	  mkdir -p build/fuzz/corpus/$$t; \
-	  ASAN_OPTIONS=detect_leaks=1 build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	  ASAN_OPTIONS=detect_leaks=1 build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 $(FUZZ_ARGS) \
 	    -max_len=8192 -print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/$$t- \
 	    -dict=spec/fuzz/$$t.dict build/fuzz/corpus/$$t spec/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
 	    || { tail -n 60 build/fuzz/$$t.log; echo "fuzz: $$t found a problem (build/fuzz/artifacts/)"; exit 1; }; \

@@ -202,8 +202,13 @@ describe("core: API requests", function()
     assert.equal("https://start.example.test/api/v1/3167822/crm/Accounts",
       c:api_request("GET", "crm/Accounts").url)
     assert.equal("https://start.example.test/api/v1/current/Me", c:api_request("GET", "/api/v1/current/Me").url)
-    assert.equal("https://start.example.test:443/x?a=1&b=2",
+    assert.equal("https://start.example.test/x?a=1&b=2",
       c:api_request("GET", "https://start.example.test:443/x?a=1", { query = { b = 2 } }).url)
+    -- found by the request_url fuzzer: the origin spelled another way goes out as the base URL spells it
+    assert.equal("https://start.example.test/x", c:api_request("GET", "HTTPS://START.EXAMPLE.TEST:/x").url)
+    local req, err = c:api_request("GET", "HTTPS://START.EXAMPLE.TEST:\0\0003/x\0%00")
+    assert.is_nil(req)
+    assert.equal("bad_url", err.code)
     for _, url in ipairs{ "https://evil.example/api", "https://start.example.test.evil.example/x",
                           "https://start.example.test:8443/x", "http://start.example.test/x" } do
       local req, err = c:api_request("GET", url)

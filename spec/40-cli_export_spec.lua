@@ -159,6 +159,37 @@ describe("exactonline export", function()
     assert.is_false(cli.exists(partial))
   end)
 
+  it("removes the partial file an export killed with -9 left, at the next export to that file", function()
+    local csv = dir .. "/killed.csv"
+    sb:fault("slow", 3, { seconds = 1 })
+    local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
+    local partial = csv .. ".partial-" .. h.pid
+    for _ = 1, 200 do
+      if cli.exists(partial) then break end
+      cli.sh("sleep 0.05")
+    end
+    assert.is_true(cli.exists(partial), "the export never opened its temp file")
+    cli.sh("kill -9 " .. h.pid)
+    assert.are.equal(137, h.wait())
+    sb:fault("slow", 0)
+    assert.is_true(cli.exists(partial), "kill -9 leaves the partial file (nothing can remove it then)")
+    assert.is_false(cli.exists(csv))
+    -- beside it: a partial of a live process (pid 1) and one of another file: not ours to remove
+    local live, other = csv .. ".partial-1", dir .. "/other.csv.partial-" .. h.pid
+    cli.write(live, "in use")
+    cli.write(other, "another export's")
+
+    local res = cli.run(env, { "export", "crm/Accounts", "--select", "ID,Name", "--filter", "City eq 'Delft'",
+      "-o", csv })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.is_false(cli.exists(partial), "the dead export's partial file is still there")
+    assert.is_true(cli.exists(live))
+    assert.is_true(cli.exists(other))
+    assert.matches("^ID,Name\r\n", cli.read(csv))
+    os.remove(live)
+    os.remove(other)
+  end)
+
   it("sync fetches everything first, then only the rows changed since", function()
     local out = dir .. "/sync.jsonl"
     local res = cli.run(env, { "sync", "crm/Accounts", "-o", out, "--select", "ID,Name,Timestamp" })

@@ -114,7 +114,7 @@ function _M.spawn(env, args)
   local cmd = _M.command(env, args) .. " </dev/null >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err")
   -- the shell prints the CLI's pid, waits for it and records its exit code
   local p = io.popen("sh -c " .. q(cmd .. " & echo $!; wait $!; echo $? >" .. q(dir .. "/rc"))
-    .. " </dev/null &")
+    .. " </dev/null 2>/dev/null &") -- the wrapper's "Killed" notice is not the CLI's output
   local pid = tonumber(p:read("*l"))
   local h = { pid = pid, dir = dir }
   function h.wait()

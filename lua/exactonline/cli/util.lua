@@ -50,11 +50,22 @@ function _M.pid()
   return s:match("^(%d+)") or tostring(os.time())
 end
 
+--- Remove `path.partial-PID` files whose process is gone (an export killed with -9). --> number removed
+function _M.clean_partials(path)
+  local dir, base = path:match("^(.*)/([^/]+)$")
+  if not dir then dir, base = ".", path end
+  if dir == "" then dir = "/" end
+  local core = require "exactonline.core"
+  return core.clean_partials(dir, base)
+end
+
 --- A file written to `path.partial-PID` and renamed over `path` on commit; abort removes it.
+-- Partials of dead processes beside it are removed first, so kill -9 leaves no growing litter.
 function _M.atomic_output(path)
   if path == nil or path == "-" then
     return { file = io.stdout, commit = function() io.stdout:flush() return true end, abort = function() end }
   end
+  _M.clean_partials(path)
   local tmp = path .. ".partial-" .. _M.pid()
   local f, err = io.open(tmp, "wb")
   if not f then return nil, "cannot write " .. tostring(path) .. ": " .. tostring(err) end

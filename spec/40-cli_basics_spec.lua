@@ -79,6 +79,7 @@ describe("the exactonline program", function()
     assert.are.equal(0, rc, out)
     assert.are.equal("exactonline " .. version .. "\n", out)
     rc, out = sh(env .. "lua5.4 -e " .. q("print(package.searchpath('exactonline.cli.export', package.path))"))
+    assert.are.equal(0, rc, out)
     assert.are.equal(usr .. "/share/lua/5.4/exactonline/cli/export.lua\n", out)
     -- a real command from the installed files: no tokens yet is exit 2 with what to do
     rc, out = sh(env .. "EXACT_CLIENT_ID=x EXACT_CLIENT_SECRET=y EXACT_REDIRECT_URI=https://localhost/cb "

@@ -84,6 +84,23 @@ describe("sandbox", function()
       assert.is_nil(h["x-ratelimit-minutely-reset"])
     end)
 
+    it("no429headers: a 429 without any X-RateLimit header (as older reports saw); 200s keep all six", function()
+      sb:configure{ no429headers = true, minutely = 1, window = 1e6 }
+      local status, _, h = me()
+      assert.equal(200, status)
+      assert.equal("0", h["x-ratelimit-minutely-remaining"])
+      assert.equal("5000", h["x-ratelimit-limit"])
+      local status2, body, h2 = me()
+      assert.equal(429, status2)
+      assert.is_string(body.error.message.value)
+      for name in pairs(h2) do assert.is_nil(name:find("^x%-ratelimit"), name) end
+      assert.equal(1, sb:stats().rate_limited)
+      sb:configure{ daily = 1, minutely = 60 }
+      local status3, _, h3 = me()
+      assert.equal(429, status3)
+      for name in pairs(h3) do assert.is_nil(name:find("^x%-ratelimit"), name) end
+    end)
+
     it("counts per division", function()
       sb:limits{ minutely = 2, window = 1e6 }
       local path = "/api/v1/" .. div .. "/system/Divisions"
@@ -192,6 +209,44 @@ describe("sandbox", function()
       local out = p:read("*a")
       p:close()
       assert.equal("200 1\n200 0\n", out)
+    end)
+
+    it("tells in stats what the last API and token requests looked like, connection reuse included", function()
+      local url = helpers.quote(sb:url("/api/v1/current/Me"))
+      local p = io.popen("curl -s --cacert " .. helpers.quote(sb.cafile) .. " -A spec-agent/1 " ..
+        "-H 'Accept: application/json' -H " .. helpers.quote("Authorization: Bearer " .. token) ..
+        " -o /dev/null -o /dev/null " .. url .. " " .. url)
+      p:read("*a")
+      p:close()
+      local s = sb:stats()
+      local last = s.last_api_request
+      assert.equal("spec-agent/1", last.user_agent)
+      assert.equal("application/json", last.accept)
+      assert.is_nil(last.accept_encoding)
+      assert.equal("HTTP/1.1", last.protocol)
+      assert.equal(2, last.connection_requests) -- the second request on one connection
+      assert.is_number(last.connection)
+      assert.equal("application/x-www-form-urlencoded", s.last_token_request.content_type)
+      assert.are_not.equal(last.connection, s.last_token_request.connection)
+    end)
+
+    it("gzips large answers for clients that ask, and only for them", function()
+      local path = "/api/v1/" .. div .. "/crm/Accounts"
+      local headers = { Accept = "application/json", Authorization = "Bearer " .. token }
+      local status, h, body = helpers.http("GET", sb:url(path), { cafile = sb.cafile, headers = headers,
+        extra = "--compressed" })
+      assert.equal(200, status)
+      assert.equal("gzip", h["content-encoding"])
+      assert.equal(60, #helpers.json.decode(body).d.results)
+      status, h, body = helpers.http("GET", sb:url(path), { cafile = sb.cafile, headers = headers })
+      assert.equal(200, status)
+      assert.is_nil(h["content-encoding"])
+      assert.equal(60, #helpers.json.decode(body).d.results)
+      -- a small answer stays plain
+      status, h = helpers.http("GET", sb:url("/api/v1/current/Me"), { cafile = sb.cafile, headers = headers,
+        extra = "--compressed" })
+      assert.equal(200, status)
+      assert.is_nil(h["content-encoding"])
     end)
 
     it("serves concurrent clients, all counted", function()

@@ -197,7 +197,61 @@ describe("sandbox oauth", function()
     end)
   end)
 
+  describe("answer shapes other clients have met (/_sandbox/config)", function()
+    it("expires_in as a number and token_type \"Bearer\"", function()
+      sb:configure{ expires_in_number = true, token_type = "Bearer" }
+      local status, t = sb:exchange()
+      assert.equal(200, status)
+      assert.equal(600, t.expires_in)
+      assert.equal("number", type(t.expires_in))
+      assert.equal("Bearer", t.token_type)
+      assert.equal(200, (sb:api("GET", "/api/v1/current/Me", t.access_token)))
+      sb:configure{ expires_in_number = false }
+      assert.equal("600", select(2, sb:exchange()).expires_in)
+    end)
+
+    it("refresh_keeps: a refresh answer without refresh_token, and the old one stays valid", function()
+      sb:configure{ refresh_keeps = true }
+      local t = sb:tokens()
+      sb:advance(575)
+      local status, t2 = sb:refresh(t.refresh_token)
+      assert.equal(200, status)
+      assert.is_nil(t2.refresh_token)
+      assert.equal(200, (sb:api("GET", "/api/v1/current/Me", t2.access_token)))
+      -- the chain's clock still moved: too early again, then the same refresh token works
+      assert.equal(400, (sb:refresh(t.refresh_token)))
+      sb:advance(575)
+      assert.equal(200, (sb:refresh(t.refresh_token)))
+      assert.equal(0, sb:stats().old_refresh_used)
+    end)
+
+    it("refuses a flag that is not 1 or 0 and a token_type that is not a word", function()
+      assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/config?refresh_keeps=yes"), { cafile = sb.cafile })))
+      assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/config?token_type=a%20b"), { cafile = sb.cafile })))
+      assert.same({ token_type = "bearer", no429headers = false, expires_in_number = false, refresh_keeps = false },
+        sb:stats().options)
+    end)
+  end)
+
   describe("token faults", function()
+    it("rotate_error: the refresh spends the old token but answers 503 carrying only the new one", function()
+      local t = sb:tokens()
+      sb:advance(575)
+      sb:fault("rotate_error", 1, { scope = "token" })
+      local status, body = sb:refresh(t.refresh_token)
+      assert.equal(503, status)
+      assert.equal("temporarily_unavailable", body.error)
+      assert.is_nil(body.access_token)
+      assert.truthy(body.refresh_token:find("!", 1, true))
+      assert.are_not.equal(t.refresh_token, body.refresh_token)
+      -- the old one is dead; the one in the error answer carries the chain on
+      assert.equal(401, (sb:refresh(t.refresh_token)))
+      sb:advance(575)
+      assert.equal(200, (sb:refresh(body.refresh_token)))
+      -- only the token endpoint has it
+      assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/fault?kind=rotate_error"), { cafile = sb.cafile })))
+    end)
+
     it("can make the token endpoint answer an HTML 503", function()
       sb:fault("html503", 1, { scope = "token" })
       local status, body = sb:exchange()

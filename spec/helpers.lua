@@ -362,6 +362,20 @@ function Sandbox:stop()
   runner.stop(self.info)
 end
 
+--- configure{ no429headers = true, expires_in_number = true, refresh_keeps = true, token_type = "Bearer",
+-- minutely = N, … }: any /_sandbox/config setting (booleans as 1/0); returns the answer
+function Sandbox:configure(t)
+  local q, keys = {}, {}
+  for k in pairs(t or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    if type(v) == "boolean" then v = v and "1" or "0" end
+    q[#q + 1] = helpers.escape(k) .. "=" .. helpers.escape(v)
+  end
+  return self:control("POST", "/_sandbox/config?" .. table.concat(q, "&"))
+end
+
 --- helpers.sandbox(opts) --> a running sandbox handle (nginx on a free loopback port, HTTPS)
 -- opts: accounts, division, client_id, client_secret, redirect_uri, workers, tls (default true)
 function helpers.sandbox(opts)

@@ -76,13 +76,16 @@ local function rate_limit(client_id, division)
   local dkey = "rl:d:" .. client_id .. ":" .. division .. ":" .. day
   local mreset = fmt_ms((widx + 1) * w * 1000)
   local dreset = fmt_ms((day + 1) * 86400 * 1000)
+  local bare = state:get("cfg:no429headers") -- a 429 without any X-RateLimit header, as older reports saw
   local dc = state:incr(dkey, 1, 0)
   if dc > d then
     state:incr(dkey, -1)
     app.stat("rate_limited")
-    ngx.header["X-RateLimit-Limit"] = tostring(d)
-    ngx.header["X-RateLimit-Remaining"] = "0"
-    ngx.header["X-RateLimit-Reset"] = dreset
+    if not bare then
+      ngx.header["X-RateLimit-Limit"] = tostring(d)
+      ngx.header["X-RateLimit-Remaining"] = "0"
+      ngx.header["X-RateLimit-Reset"] = dreset
+    end
     fail(429, "Too many requests: daily rate limit exceeded.")
     return false
   end
@@ -91,9 +94,11 @@ local function rate_limit(client_id, division)
     state:incr(mkey, -1)
     state:incr(dkey, -1)
     app.stat("rate_limited")
-    ngx.header["X-RateLimit-Minutely-Limit"] = tostring(m)
-    ngx.header["X-RateLimit-Minutely-Remaining"] = "0"
-    ngx.header["X-RateLimit-Minutely-Reset"] = mreset
+    if not bare then
+      ngx.header["X-RateLimit-Minutely-Limit"] = tostring(m)
+      ngx.header["X-RateLimit-Minutely-Remaining"] = "0"
+      ngx.header["X-RateLimit-Minutely-Reset"] = mreset
+    end
     fail(429, "Too many requests: minutely rate limit exceeded.")
     return false
   end
@@ -507,6 +512,7 @@ function _M.handle(the_app)
     return fail(404, "Not found: " .. uri)
   end
   app.stat("api_calls")
+  app.remember("api")
   if is_xml then app.stat("xml_calls") end
   local kind, seconds = app.take_fault("api")
   if kind and app.serve_fault(kind, seconds) then return end

@@ -192,21 +192,44 @@ local function us_date(t)
     d.hour < 12 and "AM" or "PM")
 end
 
-local function issue(client_id, chain)
+-- keep_refresh: a refresh answer without refresh_token (the old one stays valid), as some apps see
+local function issue(client_id, chain, keep_refresh)
   local now = _M.now()
   local access = "stampNL001." .. random_token(600)
-  local refresh = random_token(300, true)
+  local refresh = not keep_refresh and random_token(300, true) or nil
   state:set("at:" .. access, cjson.encode{ client_id = client_id, issued = now, chain = chain })
-  state:set("rt:" .. refresh, cjson.encode{ client_id = client_id, issued = now, chain = chain })
+  if refresh then
+    state:set("rt:" .. refresh, cjson.encode{ client_id = client_id, issued = now, chain = chain })
+  end
   state:set("chain:" .. chain, now)
-  return json_reply(200, { access_token = access, token_type = "bearer", expires_in = "600",
+  if ngx.ctx.rotate_error then
+    -- the fault "rotate_error": the chain moved on (the old refresh token is spent), but the answer
+    -- is an error that carries only the new refresh token; a client must keep it or the chain is dead
+    return json_reply(503, { error = "temporarily_unavailable",
+      error_description = "The access token could not be issued. Please try again later.",
+      refresh_token = refresh })
+  end
+  return json_reply(200, { access_token = access, token_type = state:get("cfg:token_type") or "bearer",
+                           expires_in = state:get("cfg:expires_in_number") and _M.ACCESS_TTL or "600",
                            refresh_token = refresh })
+end
+
+--- remember what a request looked like on the wire, for /_sandbox/stats
+function _M.remember(which)
+  state:set("last:" .. which, cjson.encode{
+    user_agent = ngx.var.http_user_agent, accept = ngx.var.http_accept,
+    accept_encoding = ngx.var.http_accept_encoding, connection_header = ngx.var.http_connection,
+    content_type = ngx.var.http_content_type, protocol = ngx.var.server_protocol,
+    connection = tonumber(ngx.var.connection), connection_requests = tonumber(ngx.var.connection_requests),
+  })
 end
 
 local function token()
   _M.stat("token_calls")
+  _M.remember("token")
   local kind, seconds = _M.take_fault("token")
-  if kind and _M.serve_fault(kind, seconds) then return end
+  if kind == "rotate_error" then ngx.ctx.rotate_error = true
+  elseif kind and _M.serve_fault(kind, seconds) then return end
   if ngx.req.get_method() ~= "POST" then
     return oauth_error(405, "invalid_request", "Use POST.")
   end
@@ -271,13 +294,14 @@ local function token()
       return oauth_error(400, "access_denied", "Rate limit exceeded: access_token not expired",
         { Reason = "TooEarlyToRefreshTokens: Rate limit exceeded: access_token not expired" })
     end
+    local keep = state:get("cfg:refresh_keeps") and not ngx.ctx.rotate_error
     -- only one request may spend a refresh token, however many arrive at once
-    if not state:add("rt_used:" .. rt, true) then
+    if not keep and not state:add("rt_used:" .. rt, true) then
       _M.stat("old_refresh_used")
       return oauth_error(401, "unauthorized_client", "Old refresh token used.")
     end
     _M.stat("refreshes")
-    return issue(client_id, rec.chain)
+    return issue(client_id, rec.chain, keep)
   end
   return oauth_error(400, "unsupported_grant_type")
 end
@@ -296,7 +320,11 @@ end
 -- control -------------------------------------------------------------------------------------------
 
 local FAULTS = { html503 = true, html500 = true, garbage = true, truncate = true, slow = true,
-                 reset = true, ["401"] = true }
+                 reset = true, ["401"] = true, rotate_error = true }
+local TOKEN_ONLY = { rotate_error = true }
+
+-- on/off switches of /_sandbox/config (1 or 0): how token answers and 429s look
+local FLAGS = { "no429headers", "expires_in_number", "refresh_keeps" }
 
 function _M.limits()
   return tonumber(state:get("cfg:minutely")) or 60, tonumber(state:get("cfg:daily")) or 5000,
@@ -312,6 +340,11 @@ local function stats()
   out.limits = { minutely = m, daily = d, window = w }
   out.faults_pending = { api = math.max(0, state:get("fault:api:count") or 0),
                          token = math.max(0, state:get("fault:token:count") or 0) }
+  out.options = { token_type = state:get("cfg:token_type") or "bearer" }
+  for _, k in ipairs(FLAGS) do out.options[k] = state:get("cfg:" .. k) or false end
+  -- what the last API and token requests looked like on the wire (headers, connection reuse)
+  out.last_api_request = record("last:api")
+  out.last_token_request = record("last:token")
   return out
 end
 
@@ -337,11 +370,24 @@ local function control(path)
         state:set("cfg:" .. k, n)
       end
     end
+    for _, k in ipairs(FLAGS) do
+      local v = args[k]
+      if v ~= nil then
+        if v ~= "1" and v ~= "0" then return json_reply(400, { error = k .. " must be 1 or 0" }) end
+        state:set("cfg:" .. k, v == "1" or nil)
+      end
+    end
+    if args.token_type ~= nil then
+      if type(args.token_type) ~= "string" or not args.token_type:match("^%a+$") then
+        return json_reply(400, { error = "token_type must be a word" })
+      end
+      state:set("cfg:token_type", args.token_type)
+    end
     return json_reply(200, stats().limits)
   elseif path == "fault" then
     local kind = args.kind
     local scope = args.scope or "api"
-    if not FAULTS[kind] or (scope ~= "api" and scope ~= "token") then
+    if not FAULTS[kind] or (scope ~= "api" and scope ~= "token") or (TOKEN_ONLY[kind] and scope ~= "token") then
       return json_reply(400, { error = "unknown fault kind or scope" })
     end
     state:set("fault:" .. scope .. ":kind", kind)

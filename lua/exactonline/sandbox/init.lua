@@ -225,6 +225,11 @@ function _M.prepare(opts)
     "  large_client_header_buffers 4 16k;",
     "  keepalive_timeout 65;",
     "  keepalive_requests 100000;",
+    -- Exact gzips its answers for clients that ask (Accept-Encoding: gzip); small ones (faults) stay plain
+    "  gzip on;",
+    "  gzip_types application/json application/atom+xml application/xml;",
+    "  gzip_min_length 8192;",
+    "  gzip_vary on;",
     "  lua_package_path " .. string.format("%q", luadir .. "/?.lua;" .. luadir .. "/?/init.lua;" ..
       "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;") .. ";",
     "  lua_package_cpath " .. string.format("%q", cjson_cpath() .. ";;") .. ";",

@@ -52,6 +52,43 @@ describe("exactonline auth", function()
     assert.matches('"CurrentDivision": ' .. sb.division, me.stdout, 1, true)
   end)
 
+  it("opens the URL with xdg-open only when there is a display, and not with --no-browser", function()
+    -- a stand-in xdg-open first on PATH records what it was asked to open
+    local bin = dir .. "/bin"
+    cli.sh("mkdir -p " .. cli.q(bin))
+    cli.write(bin .. "/xdg-open", "#!/bin/sh\nprintf '%s\\n' \"$1\" >> \"$XDG_OPEN_LOG\"\n")
+    cli.sh("chmod 755 " .. cli.q(bin .. "/xdg-open"))
+    local log = dir .. "/opened"
+    local function auth(extra, args)
+      local e = cli.env_for(sb, dir, extra)
+      e.PATH = bin .. ":" .. os.getenv("PATH")
+      e.XDG_OPEN_LOG = log
+      local argv = { "auth" }
+      for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+      local res = cli.run(e, argv, { stdin = sb:code() .. "\n" })
+      assert.are.equal(0, res.code, res.stderr)
+      return res
+    end
+    local function opened()
+      for _ = 1, 40 do -- xdg-open runs in the background
+        if cli.exists(log) then break end
+        cli.sh("sleep 0.05")
+      end
+      local text = cli.read(log)
+      os.remove(log)
+      return text
+    end
+    local res = auth({ DISPLAY = ":0" })
+    local url = res.stdout:match("(https://%S+/api/oauth2/auth%?%S+)")
+    assert.are.equal(url .. "\n", opened())
+    auth({ WAYLAND_DISPLAY = "wayland-0" })
+    assert.are.equal(url:match("^[^?]+"), (opened() or ""):match("^[^?]+"))
+    auth({})
+    assert.is_nil(opened(), "xdg-open ran without a display")
+    auth({ DISPLAY = ":0" }, { "--no-browser" })
+    assert.is_nil(opened(), "xdg-open ran with --no-browser")
+  end)
+
   it("takes a bare code on stdin and --redirect-url", function()
     local res = cli.run(env, { "auth" }, { stdin = sb:code() .. "\n" })
     assert.are.equal(0, res.code, res.stderr)
@@ -202,6 +239,47 @@ describe("exactonline token and refresh", function()
     assert.matches("refreshed", res.stdout, 1, true)
     assert.are.equal(1, sb:stats().refreshes)
     assert.are_not.equal(before, cli.token_doc(dir).tokens.refresh_token)
+  end)
+
+  it("warns once on stderr when the refresh token has fewer than 7 days left (default on_warning)", function()
+    shift({ "refresh_obtained_at" }, 25 * 86400)
+    local res = cli.run(env, { "get", "/api/v1/current/Me" })
+    assert.are.equal(0, res.code, res.stderr)
+    local lines = {}
+    for l in res.stderr:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.are.equal(1, #lines, res.stderr)
+    assert.matches("^exactonline: warning: the refresh token expires in [45]%.%d days %(", lines[1])
+    assert.matches("exactonline auth", lines[1], 1, true)
+    assert.is_nil(lines[1]:find(cli.token_doc(dir).tokens.refresh_token, 1, true))
+    -- once per process: a second client on the same tokens in the same process stays quiet
+    local script = dir .. "/two.lua"
+    cli.write(script, ([[
+      local exactonline = require "exactonline"
+      for _ = 1, 2 do
+        local c = assert(exactonline.new { client_id = %q, client_secret = %q, redirect_uri = %q,
+          base_url = %q, cafile = %q, store = exactonline.file_store(%q) })
+        assert(c:get("/api/v1/current/Me"))
+        c:close()
+      end
+    ]]):format(sb.client_id, sb.client_secret, sb.redirect_uri, sb.base_url, sb.cafile,
+      dir .. "/config/exactonline/tokens.json"))
+    local out = cli.capture(cli.vm() .. " " .. cli.q(script) .. " 2>&1 >/dev/null")
+    local n = 0
+    for _ in out:gmatch("exactonline: warning: ") do n = n + 1 end
+    assert.are.equal(1, n, out)
+  end)
+
+  it("refresh renews an old chain: 25 days old is exit 0 again with 30 days left", function()
+    shift({ "obtained_at", "refresh_obtained_at", "expires_at" }, 25 * 86400)
+    assert.are.equal(1, cli.run(env, { "token" }).code)
+    sb:advance(600) -- and on Exact's clock the access token is past the 570 s a refresh must wait
+    local res = cli.run(env, { "refresh" })
+    assert.are.equal(0, res.code, res.stdout .. res.stderr)
+    assert.matches("refreshed", res.stdout, 1, true)
+    local left = tonumber(res.stdout:match("(%d+) days left"))
+    assert.is_true(left == 29 or left == 30, res.stdout)
+    assert.are.equal(1, sb:stats().refreshes)
+    assert.are.equal(0, cli.run(env, { "token" }).code)
   end)
 
   it("refresh exits 2 when the chain is dead", function()

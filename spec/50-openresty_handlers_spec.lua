@@ -100,6 +100,9 @@ describe("the shared-dict store inside nginx", function()
       assert.is_true(r.still_held)
       assert.is_true(r.released)
       assert.is_true(r.again)
+      -- a lock whose holder never unlocks expires after its lock_ttl (0.3 s) and is taken then
+      assert.is_true(r.expired.ok, r.expired.error)
+      assert.is_true(r.expired.waited >= 0.25, "taken after " .. r.expired.waited .. " s, before it expired")
     end)
 end)
 

@@ -115,6 +115,22 @@ function routes.store_rules()
   local _, again = ngx.thread.wait(th)
   out.again = again or false
   ngx.shared.exactonline:delete("exactonline:rules")
+  -- a holder that never unlocks (a worker killed mid-refresh): its lock expires after lock_ttl, and a
+  -- waiter gets it then, not before
+  local dead = require("exactonline.shdict_store").new("exactonline", nil, { key = "expiry", lock_ttl = 0.3 })
+  assert(dead.lock())
+  local live = require("exactonline.shdict_store").new("exactonline", nil, { key = "expiry", lock_timeout = 3 })
+  th = ngx.thread.spawn(function()
+    ngx.update_time()
+    local t0 = ngx.now()
+    local got, lerr = live.lock()
+    ngx.update_time()
+    local took = ngx.now() - t0
+    live.unlock()
+    return got or false, tostring(lerr), took
+  end)
+  local _, got, lerr, took = ngx.thread.wait(th)
+  out.expired = { ok = got, error = lerr, waited = took }
   return reply(200, out)
 end
 

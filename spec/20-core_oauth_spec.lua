@@ -56,6 +56,31 @@ describe("core against the sandbox: OAuth", function()
       assert.equal(2, stat("code_exchanges"))
     end)
 
+    it("decodes a pasted redirect URL exactly once: a code encoded twice (%2521) is refused by Exact", function()
+      local loc = sb:authorize{ state = "s" }
+      local twice = loc:gsub("%%21", "%%2521")
+      assert.are_not.equal(loc, twice)
+      local t, err = new():exchange(twice, "s")
+      assert.is_nil(t)
+      assert.same({ "oauth", 400, "invalid_grant" }, { err.kind, err.status, err.code })
+      assert.same({ 0, 1 }, { stat("code_exchanges"), stat("invalid_grant") })
+      -- the same code from the URL as Exact sent it works
+      assert(new():exchange(loc, "s"))
+      assert.equal(1, stat("code_exchanges"))
+    end)
+
+    it("takes a token answer with expires_in as a number and token_type \"Bearer\"", function()
+      sb:configure{ expires_in_number = true, token_type = "Bearer" }
+      local c = new()
+      local t = assert(c:exchange(sb:code()))
+      assert.near(600, t.expires_at - t.obtained_at, 0.001)
+      assert.near(t.expires_at, c:token_info().expires_at, 0.001)
+      assert(c:get("/api/v1/current/Me"))
+      advance(575) -- and refreshes by itself in the last 30 s of those 600
+      assert(c:get("/api/v1/current/Me"))
+      assert.same({ 1, 0 }, { stat("refreshes"), stat("unauthorized") })
+    end)
+
     it("explains a used code and an expired one", function()
       local code = sb:code()
       assert(new():exchange(code))
@@ -86,6 +111,50 @@ describe("core against the sandbox: OAuth", function()
       assert.is_nil(t)
       assert.equal("state_mismatch", err.code)
       assert.equal(0, stat("token_calls"))
+    end)
+
+    it("prints base URL, division and token expiry in a REPL, and no secret", function()
+      local t = sb:tokens()
+      local now = os.time()
+      -- a person at the prompt (LuaJIT's prompt takes short lines: the values come from the environment)
+      local env = ""
+      for k, v in pairs{ EO_BASE = sb.base_url, EO_ID = sb.client_id, EO_SECRET = sb.client_secret,
+                         EO_CA = sb.cafile, EO_AT = t.access_token, EO_RT = t.refresh_token } do
+        env = env .. k .. "=" .. helpers.quote(v) .. " "
+      end
+      local script = table.concat({
+        "exactonline = require 'exactonline'",
+        "e = os.getenv",
+        "s = exactonline.memory_store{ access_token = e'EO_AT', refresh_token = e'EO_RT', " ..
+          "obtained_at = " .. now .. " }",
+        "c = exactonline.new{ base_url = e'EO_BASE', client_id = e'EO_ID', client_secret = e'EO_SECRET', " ..
+          "cafile = e'EO_CA', store = s }",
+        "=c",
+        "=c:division()",
+        "=c",
+        "c:close()",
+        "=c",
+      }, "\n") .. "\n"
+      local out_file = os.tmpname()
+      local f = io.popen(env .. helpers.lua_env() .. " " .. helpers.lua() .. " -i > " .. helpers.quote(out_file) ..
+        " 2>&1", "w")
+      f:write(script)
+      f:close()
+      local r = io.open(out_file)
+      local out = r:read("*a")
+      r:close()
+      os.remove(out_file)
+      local lines = {}
+      for line in out:gmatch("exactonline%.Client[^\n]*") do lines[#lines + 1] = line end
+      assert.equal(3, #lines, out)
+      local expiry = os.date("!%Y-%m-%dT%H:%M:%SZ", now + 600)
+      assert.equal(sb.base_url .. " division ?, access token expires " .. expiry, lines[1]:match("%) (.*)$"))
+      assert.equal(sb.base_url .. " division " .. sb.division .. ", access token expires " .. expiry,
+        lines[2]:match("%) (.*)$"))
+      assert.truthy(lines[3]:match("%) closed$"))
+      for _, secret in ipairs{ t.access_token, t.refresh_token, sb.client_secret } do
+        assert.is_nil(out:find(secret, 1, true))
+      end
     end)
 
     it("refuses an untrusted certificate (verification cannot be switched off)", function()
@@ -220,6 +289,49 @@ describe("core against the sandbox: OAuth", function()
       assert.is_nil(t)
       assert.equal("store", err.kind)
       assert.equal(1, stat("token_calls"))
+    end)
+
+    it("keeps (and saves) the old refresh token when a refresh answer carries none", function()
+      sb:configure{ refresh_keeps = true }
+      local mem = exactonline.memory_store()
+      local c = authorized{ store = mem }
+      local first = mem.load()
+      advance(575)
+      local t = assert(c:refresh())
+      assert.are_not.equal(first.access_token, t.access_token)
+      assert.equal(first.refresh_token, t.refresh_token)
+      assert.equal(first.refresh_obtained_at, t.refresh_obtained_at) -- its 30 days still count from its issue
+      assert.same(t, mem.load())
+      assert(c:get("/api/v1/current/Me"))
+      advance(575)
+      assert(c:refresh())
+      assert.same({ 2, 0, 0 }, { stat("refreshes"), stat("old_refresh_used"), stat("unauthorized") })
+    end)
+
+    it("saves the refresh token an error answer carries, so the chain lives on", function()
+      local mem = exactonline.memory_store()
+      local c = authorized{ store = mem }
+      local before = mem.load()
+      advance(575)
+      sb:fault("rotate_error", 1, { scope = "token" })
+      local t, err = c:refresh()
+      assert.is_nil(t)
+      assert.same({ "http", 503, "temporarily_unavailable" }, { err.kind, err.status, err.code })
+      local saved = mem.load()
+      assert.are_not.equal(before.refresh_token, saved.refresh_token)
+      assert.truthy(saved.refresh_token:find("!", 1, true))
+      assert.equal(before.access_token, saved.access_token)
+      assert.is_nil(tostring(err):find(saved.refresh_token, 1, true))
+      -- a later refresh uses the saved one: no "Old refresh token used."
+      advance(575)
+      assert(c:refresh())
+      assert.same({ 2, 0 }, { stat("refreshes"), stat("old_refresh_used") })
+      -- the same on a code exchange: the refresh token in the error answer is stored
+      local mem2 = exactonline.memory_store()
+      sb:fault("rotate_error", 1, { scope = "token" })
+      t = new{ store = mem2 }:exchange(sb:code())
+      assert.is_nil(t)
+      assert.truthy(mem2.load().refresh_token:find("!", 1, true))
     end)
 
     it("explains a dead chain (Old refresh token used) and an expired refresh token", function()

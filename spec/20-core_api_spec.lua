@@ -1,6 +1,8 @@
 -- The core against the sandbox over HTTPS: paths, queries, bodies, pages, errors, rate limits, XML.
 local helpers = require "helpers"
 local exactonline = require "exactonline"
+local core = require "exactonline.core"
+local curl_transport = require "exactonline.transport.curl"
 
 describe("core against the sandbox: API", function()
   local sb, mem
@@ -18,6 +20,43 @@ describe("core against the sandbox: API", function()
     return c
   end
   local function stat(name) return sb:stats()[name] end
+
+  -- An authorized client whose clock and sleeps move the sandbox's clock along: a rate-limit wait takes
+  -- no real time and is recorded ({ at = client clock, seconds = s }); the requests are real HTTPS through
+  -- the client's own libcurl handle. One per test (sb:reset() puts the sandbox's clock back).
+  local function timed(over)
+    local offset, sleeps, real = 0, {}, nil
+    local function clock() return core.now() + offset end
+    local function advance(sec)
+      offset = offset + sec
+      sb:advance(sec)
+    end
+    over = over or {}
+    mem = exactonline.memory_store()
+    over.store, over.clock, over.division = mem, clock, sb.division
+    over.transport = {
+      request = function(_, req) return real:request(req) end,
+      sleep = function(_, sec)
+        sleeps[#sleeps + 1] = { at = clock(), seconds = sec }
+        advance(sec)
+      end,
+    }
+    local c = new(over)
+    real = curl_transport.new(c)
+    assert(c:exchange(sb:code()))
+    -- start 1 s into a fresh rate-limit window of w seconds (windows are aligned on the epoch)
+    local function align(w) advance(w - clock() % w + 1) end
+    return c, sleeps, align
+  end
+  -- someone else (same app, same division) spends calls behind the client's back
+  local function spend_until(status)
+    local token = mem.load().access_token
+    local got
+    repeat
+      got = sb:api("GET", "/api/v1/" .. sb.division .. "/crm/Accounts?$top=1", token)
+    until got == status or got ~= 200
+    assert.equal(status, got)
+  end
 
   setup(function()
     sb = helpers.sandbox{ accounts = 130 }
@@ -149,47 +188,103 @@ describe("core against the sandbox: API", function()
     assert.truthy(rl.minutely_reset > os.time() - 1 and rl.minutely_reset <= os.time() + 61)
   end)
 
-  it("stops at a spent minutely budget with on_rate_limit = error, and waits with wait", function()
-    sb:limits{ minutely = 2, window = 2 }
-    local e = authorized{ division = sb.division, on_rate_limit = "error" }
-    assert(e:get("crm/Accounts", { ["$top"] = 1 }))
-    assert(e:get("crm/Accounts", { ["$top"] = 1 }))
+  it("with on_rate_limit = \"error\", stops at a spent minutely budget without calling", function()
+    sb:limits{ minutely = 2, window = 60 }
+    local c, sleeps, align = timed{ on_rate_limit = "error" }
+    align(60)
+    assert(c:get("crm/Accounts", { ["$top"] = 1 }))
+    assert(c:get("crm/Accounts", { ["$top"] = 1 }))
     local calls = stat("api_calls")
-    local res, err = e:get("crm/Accounts", { ["$top"] = 1 })
-    if res == nil then -- (unless the 2 s window turned over in between)
-      assert.equal("rate_limit", err.kind)
-      assert.equal(calls, stat("api_calls"))
-    end
-    -- the budget is per app and division: start afresh for the next client
-    sb:reset()
-    sb:limits{ minutely = 2, window = 2 }
-    local w = authorized{ division = sb.division, max_wait = 5 }
-    for _ = 1, 5 do assert(w:get("crm/Accounts", { ["$top"] = 1 })) end
-    assert.equal(0, stat("rate_limited"))
-    sb:reset()
-    sb:limits{ minutely = 2, window = 2 }
-    local z = authorized{ division = sb.division, max_wait = 0 }
-    assert(z:get("crm/Accounts", { ["$top"] = 1 }))
-    assert(z:get("crm/Accounts", { ["$top"] = 1 }))
-    res, err = z:get("crm/Accounts", { ["$top"] = 1 })
-    if res == nil then
-      assert.equal("rate_limit", err.kind)
-      assert.truthy(tostring(err):find("max_wait", 1, true))
+    local res, err = c:get("crm/Accounts", { ["$top"] = 1 })
+    assert.is_nil(res)
+    assert.same({ "rate_limit", "minutely_limit" }, { err.kind, err.code })
+    assert.truthy(err.retry_after > 55 and err.retry_after < 60)
+    assert.truthy(tostring(err):find("on_rate_limit", 1, true))
+    assert.same({ calls, 0, 0 }, { stat("api_calls"), stat("rate_limited"), #sleeps })
+  end)
+
+  it("with on_rate_limit = \"wait\", waits for the minutely reset before calling (no 429)", function()
+    sb:limits{ minutely = 2, window = 60 }
+    local c, sleeps, align = timed{ max_wait = 120 }
+    align(60)
+    for _ = 1, 5 do assert(c:get("crm/Accounts", { ["$top"] = 1 })) end
+    assert.same({ 5, 0, 2 }, { stat("api_calls"), stat("rate_limited"), #sleeps })
+    for _, s in ipairs(sleeps) do
+      assert.truthy(s.seconds > 55 and s.seconds <= 60.2, s.seconds)
+      assert.truthy((s.at + s.seconds) % 60 < 1) -- landed just past a window's reset
     end
   end)
 
-  it("waits out a 429 once and retries", function()
-    sb:limits{ minutely = 2, window = 2 }
-    local c = authorized{ division = sb.division, max_wait = 5 }
+  it("never waits longer than max_wait: a rate_limit error that says so", function()
+    sb:limits{ minutely = 2, window = 60 }
+    local c, sleeps, align = timed{ max_wait = 30 }
+    align(60)
     assert(c:get("crm/Accounts", { ["$top"] = 1 }))
-    -- someone else spends the rest of the budget behind our back
-    local token = mem.load().access_token
-    repeat
-      local status = sb:api("GET", "/api/v1/" .. sb.division .. "/crm/Accounts?$top=1", token)
-    until status == 429
-    local limited = stat("rate_limited")
     assert(c:get("crm/Accounts", { ["$top"] = 1 }))
-    assert.truthy(stat("rate_limited") <= limited + 1)
+    local res, err = c:get("crm/Accounts", { ["$top"] = 1 })
+    assert.is_nil(res)
+    assert.same({ "rate_limit", "minutely_limit" }, { err.kind, err.code })
+    assert.truthy(tostring(err):find("max_wait", 1, true))
+    assert.same({ 2, 0 }, { stat("api_calls"), #sleeps })
+  end)
+
+  it("after a 429, waits once for the reset its headers give, then retries", function()
+    -- a 30 s window: the headers' reset (the window's end) is not the next minute boundary
+    sb:limits{ minutely = 2, window = 30 }
+    local c, sleeps, align = timed{ max_wait = 120 }
+    align(60)
+    assert(c:get("crm/Accounts", { ["$top"] = 1 })) -- the client thinks one call is left
+    spend_until(429)
+    local rows = assert(c:get("crm/Accounts", { ["$top"] = 1 }))
+    assert.equal(1, #rows)
+    assert.equal(1, #sleeps)
+    assert.truthy(sleeps[1].seconds > 25 and sleeps[1].seconds <= 30.2, sleeps[1].seconds)
+    assert.truthy((sleeps[1].at + sleeps[1].seconds) % 30 < 1)
+    assert.equal(2, stat("rate_limited")) -- the other caller's 429 and ours; the retry got through
+  end)
+
+  it("after a 429 without rate-limit headers, waits for the next minute boundary", function()
+    sb:configure{ no429headers = true, minutely = 2, window = 30 }
+    local c, sleeps, align = timed{ max_wait = 120 }
+    align(60)
+    assert(c:get("crm/Accounts", { ["$top"] = 1 }))
+    spend_until(429)
+    assert(c:get("crm/Accounts", { ["$top"] = 1 }))
+    assert.equal(1, #sleeps)
+    assert.truthy(sleeps[1].seconds > 55 and sleeps[1].seconds <= 60.2, sleeps[1].seconds)
+    assert.truthy((sleeps[1].at + sleeps[1].seconds) % 60 < 1)
+    assert.equal(2, stat("rate_limited"))
+  end)
+
+  it("a 429 for the daily limit is an immediate error: no wait, no retry", function()
+    sb:limits{ daily = 2 }
+    local c, sleeps = timed{ max_wait = 1e6 }
+    assert(c:get("crm/Accounts", { ["$top"] = 1 }))
+    spend_until(429) -- the other caller spends the last call of the day
+    local calls = stat("api_calls")
+    local res, err = c:get("crm/Accounts", { ["$top"] = 1 })
+    assert.is_nil(res)
+    assert.same({ "rate_limit", "daily_limit", 429 }, { err.kind, err.code, err.status })
+    assert.same({ calls + 1, 0 }, { stat("api_calls"), #sleeps })
+  end)
+
+  it("sends a User-Agent naming the module, asks for gzip and JSON, and keeps one connection", function()
+    local c = authorized{ division = sb.division }
+    local tok = sb:stats().last_token_request
+    local prefix = "exactonline/" .. exactonline.version .. " (libcurl/"
+    assert.equal(prefix, tok.user_agent:sub(1, #prefix))
+    local res = assert(c:request("GET", "crm/Accounts", { query = { ["$select"] = "ID,Name,City" } }))
+    assert.equal("gzip", res.headers["content-encoding"]) -- it came compressed and reads as 60 rows
+    assert.equal(60, #res.data.d.results)
+    assert(c:get("crm/Accounts", { ["$top"] = 1 }))
+    local last = sb:stats().last_api_request
+    assert.equal(tok.user_agent, last.user_agent)
+    assert.equal("application/json", last.accept)
+    assert.truthy(last.accept_encoding:find("gzip", 1, true))
+    assert.is_nil(last.connection_header) -- no "Connection: close"
+    -- the token call and both API calls went over one connection
+    assert.equal(tok.connection, last.connection)
+    assert.equal(tok.connection_requests + 2, last.connection_requests)
   end)
 
   it("fails at once when the daily budget is spent", function()

@@ -211,9 +211,9 @@ describe("core: API requests", function()
     assert.equal("bad_url", err.code)
     for _, url in ipairs{ "https://evil.example/api", "https://start.example.test.evil.example/x",
                           "https://start.example.test:8443/x", "http://start.example.test/x" } do
-      local req, err = c:api_request("GET", url)
-      assert.is_nil(req)
-      assert.equal("foreign_origin", err.code)
+      local foreign, ferr = c:api_request("GET", url)
+      assert.is_nil(foreign)
+      assert.equal("foreign_origin", ferr.code)
     end
   end)
 

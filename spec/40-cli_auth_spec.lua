@@ -152,6 +152,16 @@ describe("exactonline auth", function()
     no_traceback(res)
   end)
 
+  it("fails clearly on the wrong region's host (the app is unknown there), pointing at the region", function()
+    -- on another region's host the client id is unknown: Exact answers invalid_client
+    local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_ID = "00000000-0000-0000-0000-0000000000aa" }),
+      { "auth", "--redirect-url", sb:code() })
+    assert.are.equal(1, res.code)
+    assert.matches("invalid_client", res.stderr, 1, true)
+    assert.matches("region", res.stderr, 1, true)
+    no_traceback(res)
+  end)
+
   it("names the flag and the variable of a missing setting", function()
     local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_ID = false }), { "auth" })
     assert.are.equal(2, res.code)

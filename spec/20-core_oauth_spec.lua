@@ -326,12 +326,39 @@ describe("core against the sandbox: OAuth", function()
       advance(575)
       assert(c:refresh())
       assert.same({ 2, 0 }, { stat("refreshes"), stat("old_refresh_used") })
-      -- the same on a code exchange: the refresh token in the error answer is stored
+      -- the same on a code exchange: the refresh token in the error answer is stored, and a client
+      -- on that store refreshes with it when first used
       local mem2 = exactonline.memory_store()
       sb:fault("rotate_error", 1, { scope = "token" })
       t = new{ store = mem2 }:exchange(sb:code())
       assert.is_nil(t)
-      assert.truthy(mem2.load().refresh_token:find("!", 1, true))
+      local rt = mem2.load().refresh_token
+      assert.truthy(rt:find("!", 1, true))
+      assert.is_nil(mem2.load().access_token)
+      advance(575)
+      local me = assert(new{ store = mem2 }:get("/api/v1/current/Me"))
+      assert.equal(sb.division, me[1].CurrentDivision)
+      assert.are_not.equal(rt, mem2.load().refresh_token)
+      assert.is_string(mem2.load().access_token)
+      assert.same({ 3, 0, 0 }, { stat("refreshes"), stat("old_refresh_used"), stat("unauthorized") })
+    end)
+
+    it("starts from a refresh token alone (brought from another client): refreshes on first use", function()
+      local t = sb:tokens()
+      advance(575)
+      local mem = exactonline.memory_store{ refresh_token = t.refresh_token }
+      local c = new{ store = mem }
+      assert.truthy(tostring(c):find("not authorized", 1, true))
+      assert(c:get("/api/v1/current/Me"))
+      assert.equal(c:tokens().access_token, mem.load().access_token)
+      assert.same({ 1, 1 }, { stat("refresh_attempts"), stat("refreshes") })
+      -- too early for Exact: its error, one token call, and no API call
+      local early = exactonline.memory_store{ refresh_token = mem.load().refresh_token }
+      local calls = stat("api_calls")
+      local res, err = new{ store = early }:get("/api/v1/current/Me")
+      assert.is_nil(res)
+      assert.equal("access_denied", err.code)
+      assert.same({ 2, calls }, { stat("refresh_attempts"), stat("api_calls") })
     end)
 
     it("explains a dead chain (Old refresh token used) and an expired refresh token", function()

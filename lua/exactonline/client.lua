@@ -177,7 +177,12 @@ local function ready(client, st)
       local ok, aerr = adopt(client, stored)
       if not ok then return nil, aerr end
     end
-    if not client:token_info().has_access_token then
+    local now_info = client:token_info()
+    if not now_info.has_access_token and now_info.has_refresh_token then
+      -- a refresh token alone (saved from an error answer, or brought from another client): refresh now
+      local t, rerr = locked(st, refresh_under_lock, client, st, "explicit")
+      if not t then return nil, rerr end
+    elseif not now_info.has_access_token then
       return nil, core.error {
         kind = "oauth", code = "not_authorized", message = "there are no tokens yet",
         hint = "authorize first: run `exactonline auth`, or client:exchange(code)",

@@ -25,6 +25,46 @@ describe("exactonline sandbox (CLI)", function()
     assert.equal(2, rc)
   end)
 
+  it("runs from a `make install` tree in a DESTDIR, nothing from the checkout", function()
+    local dir = helpers.tmpdir()
+    local root = dir .. "/root"
+    local rc, out = sh("make -s -C " .. helpers.quote(helpers.root) .. " install DESTDIR=" .. helpers.quote(root) ..
+      " PREFIX=/usr")
+    assert.equal(0, rc, out)
+    local tree = root .. "/usr"
+    for _, f in ipairs{ "/bin/exactonline", "/lib/lua/5.4/exactonline/core.so", "/share/lua/5.4/exactonline/init.lua",
+                        "/share/lua/5.4/exactonline/sandbox/app.lua" } do
+      assert.equal(0, (sh("test -f " .. helpers.quote(tree .. f))), f)
+    end
+    local env = "cd / && exec env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH=" ..
+      helpers.quote(tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua;;") ..
+      " LUA_CPATH=" .. helpers.quote(tree .. "/lib/lua/5.4/?.so;;") .. " "
+    local port = helpers.free_port()
+    local _, pid = sh("(" .. env .. "lua5.4 " .. helpers.quote(tree .. "/bin/exactonline") .. " sandbox --port " ..
+      port .. " --tls-dir " .. helpers.quote(dir .. "/tls") .. " --accounts 3 > " .. helpers.quote(dir .. "/log") ..
+      " 2>&1) & echo $!")
+    pid = tonumber(pid:match("%d+"))
+    local status
+    for _ = 1, 100 do
+      status = helpers.http("GET", "https://localhost:" .. port .. "/_sandbox/stats",
+        { cafile = dir .. "/tls/ca.pem", timeout = 2 })
+      if status == 200 then break end
+      os.execute("sleep 0.1")
+    end
+    local f = io.open(dir .. "/log")
+    local log = f:read("*a")
+    f:close()
+    local prefix = log:match("error log:%s+(%S+)/logs/error%.log")
+    local conf = prefix and io.open(prefix .. "/conf/nginx.conf")
+    local text = conf and conf:read("*a") or ""
+    if conf then conf:close() end
+    sh("kill -TERM " .. pid)
+    assert.equal(200, status, log)
+    -- nginx was given the installed Lua tree, not the checkout's
+    assert.truthy(text:find(tree .. "/share/lua/5.4/?.lua", 1, true), text)
+    assert.is_nil(text:find(helpers.root .. "/lua/", 1, true))
+  end)
+
   it("serves HTTPS with fresh certificates and stops nginx on SIGTERM", function()
     local dir = helpers.tmpdir()
     local port = helpers.free_port()

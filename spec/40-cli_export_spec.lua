@@ -111,6 +111,14 @@ describe("exactonline export", function()
     assert.are.equal(1250, n)
   end)
 
+  it("--no-progress keeps stderr quiet", function()
+    local res = cli.run(env, { "export", "crm/Accounts", "-f", "jsonl", "--select", "ID", "--no-progress" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.are.equal("", res.stderr)
+    local _, lines = res.stdout:gsub("\n", "")
+    assert.are.equal(10000, lines)
+  end)
+
   it("shows a self-updating progress line when stderr is a terminal", function()
     local csv = dir .. "/tty.csv"
     local cmd = cli.command(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })

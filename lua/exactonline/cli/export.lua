@@ -109,16 +109,21 @@ function _M.run(client, endpoint, query, opts)
   else
     writer = format.csv_writer(out.file, opts)
   end
-  local prog = opts.quiet and nil or progress.new {
-    label = opts.label, tty = opts.tty,
-    limits = function() return client:rate_limits() end,
-  }
+  local prog
+  if not opts.quiet then
+    prog = progress.new {
+      label = opts.label, tty = opts.tty,
+      limits = function() return client:rate_limits() end,
+    }
+  end
+  local pages = 0
   local ok, err = pcall(function()
     for page in client:pages(endpoint, query) do
       for _, row in ipairs(page) do
         writer:row(row)
         if opts.on_row then opts.on_row(row) end
       end
+      pages = pages + 1
       if prog then prog:page(#page) end
     end
     writer:finish()
@@ -137,7 +142,7 @@ function _M.run(client, endpoint, query, opts)
     return nil, cerr, 1
   end
   if prog then prog:done() end
-  return { rows = writer.rows, pages = prog and prog.pages or 0 }
+  return { rows = writer.rows, pages = pages }
 end
 
 function _M.main(argv)

@@ -13,6 +13,11 @@ With --tls-dir D it serves HTTPS with D/ca.pem, D/server.pem, D/server.key (crea
 point clients at D/ca.pem. Test controls: POST /_sandbox/advance?seconds=N,
 /_sandbox/config?minutely=N&daily=N&window=S, /_sandbox/fault?kind=K&count=N, /_sandbox/reset;
 GET /_sandbox/stats.
+
+examples:
+  exactonline sandbox --port 8443 --tls-dir ~/.cache/exactonline-sandbox
+  exactonline sandbox --port 8443 --tls-dir /tmp/eo-tls --accounts 10000 --division 123456
+  curl --cacert /tmp/eo-tls/ca.pem -X POST 'https://localhost:8443/_sandbox/advance?seconds=600'
 ]]
 
 local OPTIONS = {

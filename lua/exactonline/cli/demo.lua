@@ -199,8 +199,8 @@ local REAL = [[
 
 == Now with your real Exact Online app
 1. Register an app in the Exact Online App Centre (https://apps.exactonline.com, "Manage apps" ->
-   "Register an app"), with a redirect URI you control, e.g. https://example.com/callback
-   (or http://localhost:8765/callback to let `exactonline auth --listen` catch it).
+   "Register an app"), with an HTTPS redirect URI you control, e.g. https://example.com/callback
+   (Exact accepts only HTTPS redirect URIs; the page need not exist: you paste the address you land on).
 2. Tell the tool about it (or put the same keys in ~/.config/exactonline/config.lua):
      export EXACT_CLIENT_ID=…  EXACT_CLIENT_SECRET=…
      export EXACT_REDIRECT_URI=https://example.com/callback   # exactly as registered

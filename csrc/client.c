@@ -1,6 +1,7 @@
 /* The exactonline.Client userdata: configuration, secrets, tokens and rate-limit state.
  * Made the liolib.c way: a zeroed, closed userdata first, then filled, so __gc copes
  * with a half-built object. It decides and parses; the Lua client drives the I/O. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,11 @@ static void set_num(lua_State *L, const char *k, double v) {
     }
 }
 
+/* whole epoch seconds for people and os.date (which refuses fractions on Lua 5.4) */
+static void set_time(lua_State *L, const char *k, double v) {
+    set_num(L, k, floor(v));
+}
+
 /* tokens() -> a copy for the store | nil */
 static int client_tokens(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
@@ -257,11 +263,11 @@ static int client_token_info(lua_State *L) {
     lua_setfield(L, -2, "has_access_token");
     lua_pushboolean(L, c->refresh_token != NULL);
     lua_setfield(L, -2, "has_refresh_token");
-    set_num(L, "expires_at", c->expires_at);
-    set_num(L, "obtained_at", c->obtained_at);
-    set_num(L, "refresh_obtained_at", c->refresh_obtained_at);
+    set_time(L, "expires_at", c->expires_at);
+    set_time(L, "obtained_at", c->obtained_at);
+    set_time(L, "refresh_obtained_at", c->refresh_obtained_at);
     if (c->refresh_token && c->refresh_obtained_at > 0)
-        set_num(L, "refresh_expires_at", c->refresh_obtained_at + EO_REFRESH_LIFETIME);
+        set_time(L, "refresh_expires_at", c->refresh_obtained_at + EO_REFRESH_LIFETIME);
     return 1;
 }
 
@@ -274,7 +280,7 @@ static int client_refresh_allowed(lua_State *L) {
         return 1;
     }
     lua_pushboolean(L, 0);
-    lua_pushnumber(L, at);
+    eo_pushnum(L, ceil(at));
     return 2;
 }
 

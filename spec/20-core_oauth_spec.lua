@@ -74,7 +74,7 @@ describe("core against the sandbox: OAuth", function()
       local c = new()
       local t = assert(c:exchange(sb:code()))
       assert.near(600, t.expires_at - t.obtained_at, 0.001)
-      assert.near(t.expires_at, c:token_info().expires_at, 0.001)
+      assert.equal(math.floor(t.expires_at), c:token_info().expires_at) -- whole seconds, for os.date
       assert(c:get("/api/v1/current/Me"))
       advance(575) -- and refreshes by itself in the last 30 s of those 600
       assert(c:get("/api/v1/current/Me"))
@@ -378,6 +378,58 @@ describe("core against the sandbox: OAuth", function()
       assert.truthy(tostring(err):find("30 days", 1, true))
     end)
 
+    it("never sends a refused refresh token again: a dead chain costs one token call, not one per request", function()
+      local mem = exactonline.memory_store()
+      local c = authorized{ store = mem }
+      advance(600) -- the access token has expired on both clocks
+      assert.equal(200, (sb:refresh(mem.load().refresh_token))) -- someone else spends our refresh token
+      local calls = stat("token_calls")
+      local t, err = c:get("/api/v1/current/Me")
+      assert.is_nil(t)
+      assert.equal("unauthorized_client", err.code)
+      assert.equal(calls + 1, stat("token_calls"))
+      for _ = 1, 5 do
+        t, err = c:get("/api/v1/current/Me")
+        assert.is_nil(t)
+        assert.equal("unauthorized_client", err.code)
+      end
+      t, err = c:refresh()
+      assert.is_nil(t)
+      assert.equal("unauthorized_client", err.code)
+      assert.equal(calls + 1, stat("token_calls"))
+      assert.equal(1, stat("old_refresh_used"))
+      -- a person authorizes again: the new chain works on the same client
+      assert(c:exchange(sb:code()))
+      assert(c:get("/api/v1/current/Me"))
+    end)
+
+    it("asks once when Exact's clock says a proactive refresh is too early, then leaves it to the 401", function()
+      local c = authorized()
+      offset = offset + 575 -- our clock runs ahead of Exact's: we think the token is in its last 30 s
+      assert(c:get("/api/v1/current/Me")) -- Exact refuses the refresh; the token still works there
+      assert.equal(1, stat("too_early"))
+      assert(c:get("/api/v1/current/Me"))
+      assert(c:get("/api/v1/current/Me"))
+      assert.equal(2, stat("token_calls")) -- the exchange and one refused refresh
+      sb:advance(600) -- now expired on Exact's clock too: the 401 refreshes
+      assert(c:get("/api/v1/current/Me"))
+      assert.equal(1, stat("refreshes"))
+    end)
+
+    it("releases a lock that a raising lock() took", function()
+      local mem = exactonline.memory_store()
+      local held, armed = false, false
+      local c = authorized{ store = { load = mem.load, save = mem.save,
+        lock = function() held = true; if armed then error("lock server hiccup") end return true end,
+        unlock = function() held = false end } }
+      armed = true
+      advance(575)
+      local t, err = c:refresh()
+      assert.is_nil(t)
+      assert.equal("store", err.kind)
+      assert.is_false(held)
+    end)
+
     it("warns through on_warning when the refresh token has fewer than 7 days left", function()
       local mem = exactonline.memory_store()
       authorized{ store = mem }
@@ -391,7 +443,8 @@ describe("core against the sandbox: OAuth", function()
       assert(c:get("/api/v1/current/Me"))
       assert.equal(1, #warnings)
       local info = c:token_info()
-      assert.near(t.refresh_obtained_at + 30 * 86400, info.refresh_expires_at, 0.001)
+      assert.equal(math.floor(t.refresh_obtained_at + 30 * 86400), info.refresh_expires_at)
+      assert.is_string(os.date("%c", info.refresh_expires_at)) -- Lua 5.4 refuses fractions there
       assert.is_nil(info.access_token)
     end)
   end)

@@ -24,10 +24,10 @@ local WARN_DAYS = 7
 
 local function state_of(client)
   local st = states[client]
-  if not st then
-    client:base_url() -- raises on a closed client
-    error("exactonline: this client was not made by exactonline.new", 3)
+  if not pcall(client.base_url, client) then
+    error("attempt to use a closed exactonline client", 3) -- at the caller's line, not ours
   end
+  if not st then error("exactonline: this client was not made by exactonline.new", 3) end
   return st
 end
 
@@ -63,7 +63,11 @@ local function locked(st, fn, ...)
   local store = st.store
   if store.lock then
     local ok, r, err = pcall(store.lock)
-    if not ok then return nil, store_error("lock", r) end
+    if not ok then
+      -- a lock() that took the lock and then raised must not leave it held
+      if store.unlock then pcall(store.unlock) end
+      return nil, store_error("lock", r)
+    end
     if not r then return nil, store_error("lock", err or "the lock was refused") end
   end
   local ok, a, b = pcall(fn, ...)
@@ -138,11 +142,14 @@ local function refresh_under_lock(client, st, why, failed)
   if why == "401" and failed and not client:holds(failed) then
     return client:tokens() -- this process has moved on already
   end
+  local held = client:tokens() or {}
+  -- Exact blocks apps that pile up errors: a refresh token Exact refused is never sent again
+  if st.dead and st.dead.refresh_token == held.refresh_token then return nil, st.dead.err end
   local now = st.now()
   if why == "explicit" then
     local allowed, at = client:refresh_allowed(now)
     if not allowed then return nil, too_early(at, now) end
-  elseif why == "due" and not client:refresh_due(now) then
+  elseif why == "due" and (not client:refresh_due(now) or st.early_for == held.access_token) then
     return client:tokens()
   end
   local req, rerr = client:token_request("refresh")
@@ -154,6 +161,12 @@ local function refresh_under_lock(client, st, why, failed)
     if salvage then
       local ok, serr = store_save(st, salvage) -- a refresh token in an error answer is kept too
       if not ok then aerr.store_error = tostring(serr) end
+    elseif aerr.status and aerr.status >= 400 and aerr.status < 500 then
+      if aerr.code == "access_denied" then
+        st.early_for = held.access_token -- Exact's clock says not yet: leave it to the 401
+      else
+        st.dead = { refresh_token = held.refresh_token, err = aerr } -- reused, expired, or a wrong app
+      end
     end
     return nil, aerr
   end
@@ -471,7 +484,8 @@ function _M.new(config)
   if config.clock ~= nil and type(config.clock) ~= "function" then
     error("exactonline.new: config.clock must be a function", 2)
   end
-  local client = core.client_new(config)
+  local okc, client = pcall(core.client_new, config)
+  if not okc then error(client, 2) end -- a configuration mistake, reported at the caller's line
   local transport = pick_transport(config, client)
   local now = config.clock
   if not now and type(transport.now) == "function" then now = function() return transport:now() end end

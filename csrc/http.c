@@ -230,6 +230,9 @@ static int http_perform(lua_State *L) {
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
+    /* the handle is reused: undo what the previous request set (a DELETE must not stick to the next GET) */
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else {

@@ -45,6 +45,7 @@ all: lua54
 lua54: build/lua5.4/exactonline/core.so
 luajit: build/luajit/exactonline/core.so
 
+# Built beside and renamed into place: a process loading core.so never sees a half-written file.
 build/lua5.4/exactonline/core.so: $(SRCS) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(LUA54_CFLAGS) $(MOD_CFLAGS) $(LIBFLAG) -o $@.tmp $(SRCS) $(DEP_LIBS) $(LDFLAGS)
@@ -54,8 +55,6 @@ build/luajit/exactonline/core.so: $(SRCS) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(LUAJIT_CFLAGS) $(MOD_CFLAGS) $(LIBFLAG) -o $@.tmp $(SRCS) $(DEP_LIBS) $(LDFLAGS)
 	@mv -f $@.tmp $@
-
-# Built beside and renamed into place: a process loading core.so never sees a half-written file.
 
 # deps runs first in its own make, so pkg-config answers after the packages are there.
 deps:

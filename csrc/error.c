@@ -10,7 +10,8 @@ static const char *what_failed(const char *kind) {
         {"tls", "TLS connection"},          {"http", "HTTP request"},
         {"oauth", "authorization"},         {"api", "Exact Online API request"},
         {"rate_limit", "rate limit"},       {"decode", "reading Exact Online's answer"},
-        {"store", "token store"},           {NULL, NULL}};
+        {"store", "token store"},           {"database", "replica database"},
+        {NULL, NULL}};
     int i;
     for (i = 0; names[i].kind; i++)
         if (strcmp(names[i].kind, kind) == 0) return names[i].what;

@@ -17,7 +17,8 @@ local function guid(n)
 end
 
 local function account(n, ts, extra)
-  local r = { __metadata = { uri = "https://x/api/v1/7/sync/CRM/Accounts(" .. ts .. "L)", type = "Exact.Web.Api.Models.Account" },
+  local r = { __metadata = { uri = "https://x/api/v1/7/sync/CRM/Accounts(" .. ts .. "L)",
+      type = "Exact.Web.Api.Models.Account" },
     ID = guid(n), Code = ("%18d"):format(n), Name = "O'Brien; DROP TABLE crm_accounts; -- " .. n,
     Timestamp = ts, Created = "/Date(1700000000123)/", Blocked = n % 2 == 0, CreditLineSales = n + 0.25,
     Division = 7, AccountManagerHID = n * 1000003, City = cjson.null,
@@ -106,7 +107,8 @@ for _, backend in ipairs(backends()) do
         end
         assert.are.same({ "INTEGER", "TEXT", "INTEGER", "DATETIME", "BOOLEAN", "REAL", "TEXT" }, { types.division,
           types.id, types.timestamp, types.created, types.blocked, types.creditlinesales, types.code })
-        local row = query("SELECT created, typeof(created) AS tc, blocked, typeof(blocked) AS tb, creditlinesales AS c, "
+        local row = query("SELECT created, typeof(created) AS tc, blocked, typeof(blocked) AS tb, "
+          .. "creditlinesales AS c, "
           .. "typeof(creditlinesales) AS tcl, code, name, CAST(accountmanagerhid AS TEXT) AS hid FROM crm_accounts")[1]
         assert.are.equal("2023-11-14T22:13:20.123Z", row.created)
         assert.are.same({ "text", "integer", "real" }, { row.tc, row.tb, row.tcl })
@@ -140,13 +142,14 @@ for _, backend in ipairs(backends()) do
     it("updates by key, keeps the last version of a key repeated in a page, never an older one over a newer", function()
       fresh()
       assert(R:apply_page(7, ACC, { account(1, 101), account(2, 102) }, 102))
-      local res = assert(R:apply_page(7, ACC, { account(1, 103, { Name = "first" }), account(1, 104, { Name = "last" }) },
-        104))
+      local res = assert(R:apply_page(7, ACC,
+        { account(1, 103, { Name = "first" }), account(1, 104, { Name = "last" }) }, 104))
       assert.are.same({ inserted = 0, updated = 2 }, res)
       -- an older version (a rerun overlapping a newer one) does not replace it
       res = assert(R:apply_page(7, ACC, { account(1, 103, { Name = "first" }) }, 104))
       assert.are.same({ inserted = 0, updated = 0 }, res)
-      local rows = query("SELECT name, CAST(\"timestamp\" AS TEXT) AS ts FROM crm_accounts WHERE name IN ('first', 'last')")
+      local rows = query("SELECT name, CAST(\"timestamp\" AS TEXT) AS ts FROM crm_accounts "
+        .. "WHERE name IN ('first', 'last')")
       assert.are.same({ { name = "last", ts = "104" } }, rows)
       -- the same key in another division is another row
       assert.are.same({ inserted = 1, updated = 0 }, R:apply_page(8, ACC, { account(1, 5) }, 5))
@@ -212,7 +215,9 @@ for _, backend in ipairs(backends()) do
 
     it("swaps a full read in at once: readers see the old rows until the last page commits", function()
       fresh()
-      local function line(i, q2) return { ID = guid(i), InvoiceID = guid(1), Quantity = q2, Description = "line " .. i } end
+      local function line(i, q2)
+        return { ID = guid(i), InvoiceID = guid(1), Quantity = q2, Description = "line " .. i }
+      end
       assert.is_false(R:begin_full(7, SIL, true))
       assert(R:stage_page(7, SIL, { line(1, 1), line(2, 1) }, "https://x/next1"))
       assert.are.same({ inserted = 2, updated = 0, deleted = 0 }, R:finish_full(7, SIL))

@@ -28,5 +28,17 @@ EO_EXPORT int luaopen_exactonline_core(lua_State *L) {
     eo_open_client(L);
     eo_open_webhook(L);
     eo_open_fileio(L);
+    eo_open_sys(L);
+    /* Exact's token clock, from its one home (eo.h), for reports such as `exactonline token` */
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)EO_ACCESS_LIFETIME);
+    lua_setfield(L, -2, "access_lifetime");
+    lua_pushinteger(L, (lua_Integer)EO_REFRESH_LIFETIME);
+    lua_setfield(L, -2, "refresh_lifetime");
+    lua_pushinteger(L, (lua_Integer)EO_REFRESH_MIN_AGE);
+    lua_setfield(L, -2, "refresh_min_age");
+    lua_pushinteger(L, (lua_Integer)EO_REFRESH_WINDOW);
+    lua_setfield(L, -2, "refresh_window");
+    lua_setfield(L, -2, "token_rules");
     return 1;
 }

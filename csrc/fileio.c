@@ -346,48 +346,10 @@ static int l_clean_temps(lua_State *L) {
     return 1;
 }
 
-/* Is name "<base>.partial-<pid>" (the CLI's export temp file)? Sets *pid. */
-static int partial_of(const char *name, const char *base, long *pid) {
-    static const char tag[] = ".partial-";
-    size_t bl = strlen(base);
-    const char *p;
-    char *end;
-    if (strncmp(name, base, bl) != 0 || strncmp(name + bl, tag, sizeof tag - 1) != 0) return 0;
-    p = name + bl + sizeof tag - 1;
-    *pid = strtol(p, &end, 10);
-    return end != p && *end == '\0' && *pid > 0;
-}
-
-/* core.clean_partials(dir, base_name) --> number removed
- * Removes "<base_name>.partial-<pid>" files whose writer is gone (kill(pid, 0) says ESRCH): what an export
- * killed with -9 leaves. A live writer's file is kept however old: an export may run for hours. */
-static int l_clean_partials(lua_State *L) {
-    const char *dir = luaL_checkstring(L, 1);
-    const char *base = luaL_checkstring(L, 2);
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int removed = 0;
-    if (!d) {
-        lua_pushinteger(L, 0);
-        return 1;
-    }
-    while ((de = readdir(d)) != NULL) {
-        long pid;
-        struct stat st;
-        if (!partial_of(de->d_name, base, &pid)) continue;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) continue;
-        if (kill((pid_t)pid, 0) < 0 && errno == ESRCH && unlinkat(dirfd(d), de->d_name, 0) == 0) removed++;
-    }
-    closedir(d);
-    lua_pushinteger(L, removed);
-    return 1;
-}
-
 void eo_open_fileio(lua_State *L) {
     static const luaL_Reg fns[] = {{"atomic_write", l_atomic_write}, {"read_private", l_read_private},
                                    {"mkdir_p", l_mkdir_p},           {"flock", l_flock},
-                                   {"clean_temps", l_clean_temps},   {"clean_partials", l_clean_partials},
-                                   {NULL, NULL}};
+                                   {"clean_temps", l_clean_temps},   {NULL, NULL}};
     static const luaL_Reg lock_methods[] = {{"unlock", lock_release}, {"held", lock_held}, {NULL, NULL}};
     if (luaL_newmetatable(L, LOCK_MT)) {
         eo_newlib(L, lock_methods);

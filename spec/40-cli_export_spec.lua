@@ -43,6 +43,26 @@ describe("exactonline export", function()
     return sb:stats().api_calls
   end
 
+  -- the export's temp file beside FILE: FILE.partial-PID.RANDOM (an unpredictable name), or nil
+  local function partial_of(path, pid)
+    local folder, base = path:match("^(.*)/([^/]+)$")
+    for name in cli.capture("ls -a " .. cli.q(folder)):gmatch("[^\n]+") do
+      if name:match("^" .. base:gsub("%p", "%%%0") .. "%.partial%-" .. pid .. "%.%x+$") then
+        return folder .. "/" .. name
+      end
+    end
+    return nil
+  end
+
+  local function wait_for_partial(path, pid, nonempty)
+    for _ = 1, 200 do
+      local p = partial_of(path, pid)
+      if p and (not nonempty or #(cli.read(p) or "") > 0) then return p end
+      cli.sh("sleep 0.05")
+    end
+    return partial_of(path, pid)
+  end
+
   it("writes 10 000 accounts as RFC 4180 CSV that Python reads back row for row, through the bulk endpoint", function()
     -- one account with every character CSV must quote
     local client = assert(require("exactonline").new {
@@ -134,12 +154,8 @@ describe("exactonline export", function()
     local csv = dir .. "/broken.csv"
     sb:fault("slow", 2, { seconds = 1 })
     local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
-    local partial = csv .. ".partial-" .. h.pid
-    for _ = 1, 200 do
-      local t = cli.read(partial)
-      if t and #t > 0 then break end
-      cli.sh("sleep 0.05")
-    end
+    local partial = wait_for_partial(csv, h.pid, true)
+    assert.is_string(partial, "no temp file beside " .. csv)
     assert.is_true(#(cli.read(partial) or "") > 0, "the first page was written to the temp file")
     sb:fault("truncate", 5)
     local code = h.wait()
@@ -154,12 +170,8 @@ describe("exactonline export", function()
     local csv = dir .. "/interrupted.csv"
     sb:fault("slow", 3, { seconds = 1 })
     local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
-    local partial = csv .. ".partial-" .. h.pid
-    for _ = 1, 200 do
-      local t = cli.read(partial)
-      if t and #t > 0 then break end
-      cli.sh("sleep 0.05")
-    end
+    local partial = wait_for_partial(csv, h.pid, true)
+    assert.is_string(partial, "no temp file beside " .. csv)
     cli.sh("kill -INT " .. h.pid)
     local code = h.wait()
     assert.are.equal(130, code, h.stderr)
@@ -171,19 +183,15 @@ describe("exactonline export", function()
     local csv = dir .. "/killed.csv"
     sb:fault("slow", 3, { seconds = 1 })
     local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
-    local partial = csv .. ".partial-" .. h.pid
-    for _ = 1, 200 do
-      if cli.exists(partial) then break end
-      cli.sh("sleep 0.05")
-    end
-    assert.is_true(cli.exists(partial), "the export never opened its temp file")
+    local partial = wait_for_partial(csv, h.pid)
+    assert.is_string(partial, "the export never opened its temp file")
     cli.sh("kill -9 " .. h.pid)
     assert.are.equal(137, h.wait())
     sb:fault("slow", 0)
     assert.is_true(cli.exists(partial), "kill -9 leaves the partial file (nothing can remove it then)")
     assert.is_false(cli.exists(csv))
     -- beside it: a partial of a live process (pid 1) and one of another file: not ours to remove
-    local live, other = csv .. ".partial-1", dir .. "/other.csv.partial-" .. h.pid
+    local live, other = csv .. ".partial-1.0abc", dir .. "/other.csv.partial-" .. h.pid .. ".0abc"
     cli.write(live, "in use")
     cli.write(other, "another export's")
 

@@ -7,20 +7,26 @@ local assert, io, ipairs, os, pcall, require, tonumber, tostring, type =
 local rawget = rawget
 
 local util = require "exactonline.cli.util"
+local parser = require "exactonline.cli.parser"
+local core = require "exactonline.core"
 
 local _M = {}
 
-_M.spec = {
-  usage = "[--accounts N] [--output FILE] [--keep]",
-  description = "Run the whole flow against a fresh local sandbox: auth, export, token. Nothing leaves this\n"
-    .. "machine. Ends with how to point the same commands at a real Exact Online app.",
-  options = {
-    { "--accounts", value = "N", number = true, help = "accounts in the sandbox (default 5000)" },
-    { "--output", "-o", value = "FILE", help = "the CSV to write (default demo/accounts.csv)" },
-    { "--keep", help = "keep the temp config folder (tokens) and print where it is" },
-  },
-  examples = { "make demo", "exactonline demo --accounts 20000 -o /tmp/accounts.csv" },
-}
+_M.summary = "the whole flow against a fresh sandbox (what `make demo` runs)"
+
+function _M.add_to_parser(root)
+  local c = parser.command(root, "demo", {
+    summary = _M.summary,
+    usage = "[--accounts N] [--output FILE] [--keep]",
+    description = "Run the whole flow against a fresh local sandbox: auth, export, token. Nothing leaves this\n"
+      .. "machine. Ends with how to point the same commands at a real Exact Online app.",
+    examples = { "make demo", "exactonline demo --accounts 20000 -o /tmp/accounts.csv" },
+  })
+  parser.option(c, "--accounts", "N", "accounts in the sandbox (default 5000)", { number = true })
+  parser.option(c, "--output -o", "FILE", "the CSV to write (default demo/accounts.csv)")
+  parser.flag(c, "--keep", "keep the temp config folder (tokens) and print where it is")
+  return parser.finish(c)
+end
 
 local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -136,7 +142,7 @@ local function run(ctx, root, opts)
   local ok, serr = sandbox.start(info)
   if not ok then return nil, "sandbox: " .. tostring(serr) end
   ctx.info = info
-  sandbox.watchdog(info, util.pid())
+  sandbox.watchdog(info, core.getpid())
   ctx.cafile = info.cafile
   say("   ", info.base_url, "  (division ", tostring(info.division), ", ", tostring(info.accounts), " accounts)")
 
@@ -211,14 +217,11 @@ local REAL = [[
      exactonline token                     # and `exactonline refresh` daily from cron
 ]]
 
-function _M.main(argv, root)
-  local name = "demo"
-  local opts, code = util.parse(name, argv, _M.spec)
-  if not opts then return code end
+function _M.run(opts, root)
   root = root or "."
   local vm = rawget(_G, "jit") and "luajit" or "lua5.4"
-  local tmp = require("exactonline.sandbox").mktemp("exactonline-demo")
-  if not tmp then return util.fail(name, "cannot create a temp folder", 1) end
+  local tmp, terr = core.mkdtemp("/tmp/exactonline-demo")
+  if not tmp then return nil, terr, 1 end
   local ctx = { tmp = tmp }
   -- `exactonline ARGS` as a user would type it, run from the checkout with the demo's environment
   function ctx.cmd(args)
@@ -234,8 +237,8 @@ function _M.main(argv, root)
   else
     sh("rm -rf " .. q(tmp))
   end
-  if not ok then return util.fail(name, util.message(res), 1) end
-  if not res then return util.fail(name, err, 1) end
+  if not ok then return nil, util.message(res), 1 end
+  if not res then return nil, err, 1 end
   say("")
   say("Done: ", opts.output or "demo/accounts.csv", " holds the sandbox's accounts.")
   out:write(REAL)

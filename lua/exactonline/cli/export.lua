@@ -5,8 +5,12 @@ local io, ipairs, pcall, require, tostring, type = io, ipairs, pcall, require, t
 local util = require "exactonline.cli.util"
 local format = require "exactonline.cli.format"
 local progress = require "exactonline.cli.progress"
+local config = require "exactonline.cli.config"
+local parser = require "exactonline.cli.parser"
 
 local _M = {}
+
+_M.summary = "export every row of an entity to CSV or JSON Lines"
 
 --- Entities with a bulk endpoint: service/Entity (lower-case service) --> bulk path.
 _M.bulk = {
@@ -36,30 +40,50 @@ function _M.bulk_path(path)
   return _M.bulk[p:lower()]
 end
 
-_M.spec = {
-  usage = "PATH [--format csv|jsonl] [--select FIELDS] [--filter EXPR] [-o FILE] [options]",
-  description = "Stream every row of an entity to CSV (RFC 4180, UTF-8, CRLF) or JSON Lines. Uses the bulk\n"
-    .. "endpoint when the entity has one (1000 rows per call instead of 60). With -o, rows go to a temp\n"
-    .. "file renamed onto FILE on success: a failed or interrupted export leaves no file and exits non-zero.",
-  positionals = { "PATH" }, min = 1, max = 1, connection = true,
-  options = {
-    { "--format", "-f", value = "csv|jsonl", help = "output format (default: from FILE's extension, else csv)" },
-    { "--select", "-s", value = "FIELDS", help = "$select: the columns, in order (CSV header)" },
-    { "--filter", value = "EXPR", help = "$filter, e.g. \"Status eq 'C'\"" },
-    { "--query", "-q", value = "K=V", multi = true, help = "any other query option (repeatable)" },
-    { "--output", "-o", value = "FILE", help = "write here (default: stdout)" },
-    { "--iso-dates", help = "write /Date(ms)/ values as ISO 8601 (UTC)" },
-    { "--no-bulk", help = "use the regular endpoint (60 rows per call)" },
-    { "--progress", help = "force the progress line" },
-    { "--no-progress", help = "no progress output" },
-  },
-  examples = {
-    "exactonline export crm/Accounts -o accounts.csv",
-    "exactonline export crm/Accounts --select ID,Code,Name,City --iso-dates -o accounts.csv",
-    "exactonline export salesinvoice/SalesInvoices --filter \"InvoiceDate ge datetime'2026-01-01'\" -f jsonl",
-    "exactonline export financialtransaction/TransactionLines -o lines.jsonl",
-  },
-}
+--- --select, --filter and --query, shared by get, export and sync.
+function _M.add_query_options(c, o)
+  o = o or {}
+  parser.option(c, "--select -s", "FIELDS", o.select or "$select")
+  if not o.no_filter then
+    parser.option(c, "--filter", "EXPR", "$filter, e.g. \"Status eq 'C'\"")
+    parser.option(c, "--query -q", "K=V", "any other query option, e.g. '$orderby=Name' (repeatable)",
+      { multi = true })
+  end
+end
+
+--- --format, --output, --iso-dates, --csv-safe and the progress flags, shared by export and sync.
+function _M.add_output_options(c, o)
+  o = o or {}
+  parser.option(c, "--output -o", "FILE", o.output or "write here (default: stdout)")
+  parser.option(c, "--format -f", "csv|jsonl", "output format (default: from FILE's extension, else csv)")
+  parser.flag(c, "--iso-dates", "write /Date(ms)/ values as ISO 8601 (UTC)")
+  parser.flag(c, "--csv-safe", "prefix CSV text starting with = + - @ with ' (no formulas in spreadsheets)")
+  parser.flag(c, "--progress", "force the progress line")
+  parser.flag(c, "--no-progress", "no progress output")
+end
+
+function _M.add_to_parser(root)
+  local c = parser.command(root, "export", {
+    summary = _M.summary,
+    usage = "PATH [--format csv|jsonl] [--select FIELDS] [--filter EXPR] [-o FILE] [options]",
+    description = "Stream every row of an entity to CSV (RFC 4180, UTF-8, CRLF) or JSON Lines. Uses the bulk\n"
+      .. "endpoint when the entity has one (1000 rows per call instead of 60). With -o, rows go to a temp\n"
+      .. "file renamed onto FILE on success: a failed or interrupted export leaves no file and exits non-zero.",
+    examples = {
+      "exactonline export crm/Accounts -o accounts.csv",
+      "exactonline export crm/Accounts --select ID,Code,Name,City --iso-dates -o accounts.csv",
+      "exactonline export crm/Accounts --select ID,Name --csv-safe -o accounts.csv",
+      "exactonline export salesinvoice/SalesInvoices --filter \"InvoiceDate ge datetime'2026-01-01'\" -f jsonl",
+      "exactonline export financialtransaction/TransactionLines -o lines.jsonl",
+    },
+  })
+  parser.argument(c, "PATH", "the entity, e.g. crm/Accounts")
+  _M.add_query_options(c, { select = "$select: the columns, in order (CSV header)" })
+  _M.add_output_options(c)
+  parser.flag(c, "--no-bulk", "use the regular endpoint (60 rows per call)")
+  config.add_flags(c)
+  return parser.finish(c, config.CONNECTION_TITLE)
+end
 
 local function output_format(opts)
   local f = opts.format
@@ -98,9 +122,9 @@ local function probe_select(client, path)
   return table.concat(cols, ",")
 end
 
---- Stream rows of `endpoint` into a writer. opts: format, output, select, iso_dates, label, tty, on_row, limits
--- --> { rows, pages } | nil, message, exit code
-function _M.run(client, endpoint, query, opts)
+--- Stream rows of `endpoint` into a writer. opts: format, output, select, iso_dates, csv_safe, label, tty,
+-- quiet, on_row --> { rows, pages } | nil, message, exit code
+function _M.stream(client, endpoint, query, opts)
   local out, oerr = util.atomic_output(opts.output)
   if not out then return nil, oerr, 1 end
   local writer
@@ -145,47 +169,41 @@ function _M.run(client, endpoint, query, opts)
   return { rows = writer.rows, pages = pages }
 end
 
-function _M.main(argv)
-  local name = "export"
-  local opts, code = util.parse(name, argv, _M.spec)
-  if not opts then return code end
-  local fmt, ferr = output_format(opts)
-  if not fmt then return util.fail(name, ferr, 2) end
-  local query, qerr = _M.query(opts)
-  if not query then return util.fail(name, qerr, 2) end
-  if opts.output and opts.output ~= "-" then -- before any call to Exact: can we write there at all?
-    local out, oerr = util.atomic_output(opts.output)
-    if not out then return util.fail(name, oerr, 1) end
+function _M.run(args)
+  local fmt, ferr = output_format(args)
+  if not fmt then return nil, ferr, 2 end
+  local query, qerr = _M.query(args)
+  if not query then return nil, qerr, 2 end
+  if args.output and args.output ~= "-" then -- before any call to Exact: can we write there at all?
+    local out, oerr = util.atomic_output(args.output)
+    if not out then return nil, oerr, 1 end
     out.abort()
   end
-  local s, serr = util.settings(opts)
-  if not s then return util.fail(name, serr, 2) end
-  local client, cerr = require("exactonline.cli.config").client(s)
-  if not client then return util.fail(name, cerr, 2) end
+  local client, s, code = config.connect(args)
+  if not client then return nil, s, code end
 
-  local path = opts[1]
+  local path = args.path
   local endpoint = path
-  local bulk = not opts.no_bulk and not query["$top"] and _M.bulk_path(path)
+  local bulk = not args.no_bulk and not query["$top"] and _M.bulk_path(path)
   if bulk then
     if not query["$select"] then
       local sel, perr = probe_select(client, path)
-      if perr then return util.fail(name, perr, 1) end
+      if perr then return nil, perr, 1 end
       query["$select"] = sel
     end
     if query["$select"] then endpoint = bulk end
   end
 
-  local tty = progress.stderr_is_tty()
-  if opts.progress then tty = true end
-  local res, err, ecode = _M.run(client, endpoint, query, {
-    format = fmt, output = opts.output, select = query["$select"], iso_dates = opts.iso_dates,
-    label = "export " .. endpoint, tty = tty, quiet = opts.no_progress,
+  local res, err, ecode = _M.stream(client, endpoint, query, {
+    format = fmt, output = args.output, select = query["$select"], iso_dates = args.iso_dates,
+    csv_safe = args.csv_safe, label = "export " .. endpoint, tty = args.progress or progress.stderr_is_tty(),
+    quiet = args.no_progress,
   })
-  if not res then return util.fail(name, err, ecode) end
-  if opts.output then
-    io.stderr:write(("exported %d rows to %s (%d %s%s)\n"):format(res.rows, opts.output, res.pages,
-      res.pages == 1 and "page" or "pages",
-      endpoint ~= path and (", bulk endpoint " .. endpoint) or ""))
+  client:close()
+  if not res then return nil, err, ecode end
+  if args.output then
+    io.stderr:write(("exported %s to %s (%s%s)\n"):format(util.count(res.rows, "row"), args.output,
+      util.count(res.pages, "page"), endpoint ~= path and (", bulk endpoint " .. endpoint) or ""))
   end
   return 0
 end

@@ -56,24 +56,27 @@ function _M.columns(select, row)
   return cols
 end
 
---- One CSV field (RFC 4180): quoted when it holds a quote, comma, CR or LF.
-local function csv_field(v, iso)
+--- One CSV field (RFC 4180): quoted when it holds a quote, comma, CR or LF. opts.iso_dates converts
+-- /Date(ms)/; opts.csv_safe prefixes text starting with = + - @ (or a tab or CR) with ' so a spreadsheet
+-- shows it instead of running it as a formula (numbers are left alone).
+local function csv_field(v, opts)
   local t = type(v)
   local s
   if v == nil or v == null then return ""
-  elseif t == "string" then s = (iso and _M.iso_date(v)) or v
+  elseif t == "string" then s = (opts and opts.iso_dates and _M.iso_date(v)) or v
   elseif t == "number" then return number(v)
   elseif t == "boolean" then return tostring(v)
   else s = _M.json(v) end
+  if opts and opts.csv_safe and s:find("^[=+%-@\t\r]") then s = "'" .. s end
   if s:find('[",\r\n]') then s = '"' .. s:gsub('"', '""') .. '"' end
   return s
 end
 _M.csv_field = csv_field
 
---- A CSV record with CRLF line end.
-function _M.csv_record(values, iso)
+--- A CSV record with CRLF line end (opts as csv_field's).
+function _M.csv_record(values, opts)
   local out = {}
-  for i = 1, #values do out[i] = csv_field(values[i], iso) end
+  for i = 1, #values do out[i] = csv_field(values[i], opts) end
   return concat(out, ",") .. "\r\n"
 end
 
@@ -86,21 +89,21 @@ function _M.csv_writer(file, opts)
       w.cols = _M.columns(opts.select, row)
       local names = {}
       for i, c in ipairs(w.cols) do names[i] = c end
-      file:write(_M.csv_record(names))
+      file:write(_M.csv_record(names, opts))
     end
     local values = {}
     for i, c in ipairs(w.cols) do
       local v = row[c]
       values[i] = (v == nil) and null or v
     end
-    file:write(_M.csv_record(values, opts.iso_dates))
+    file:write(_M.csv_record(values, opts))
     w.rows = w.rows + 1
   end
   function w.finish()
     -- an empty export still gets its header when the columns are known
     if not w.cols and opts.select then
       w.cols = _M.columns(opts.select)
-      file:write(_M.csv_record(w.cols))
+      file:write(_M.csv_record(w.cols, opts))
     end
   end
   return w
@@ -137,7 +140,9 @@ local function is_array(t)
     if type(k) ~= "number" or k < 1 or floor(k) ~= k then return false end
     n = n + 1
   end
-  return n > 0 and n == #t, n
+  -- an empty table is written as []: lua-cjson decodes [] and {} alike, and in Exact's answers an empty
+  -- value is a list (d.results, expanded lines), never an empty object
+  return n == #t, n
 end
 
 local function encode_string(s)
@@ -176,12 +181,12 @@ function _M.pretty(v, indent)
   local inner = indent .. "  "
   local out = {}
   if is_array(v) then
+    if #v == 0 then return "[]" end
     for i = 1, #v do out[i] = inner .. _M.pretty(v[i], inner) end
     return "[\n" .. concat(out, ",\n") .. "\n" .. indent .. "]"
   end
   local keys = {}
   for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  if #keys == 0 then return "{}" end
   sort(keys)
   for i, k in ipairs(keys) do
     local x = v[k]

@@ -12,11 +12,9 @@ do
 end
 _M.clock = clock
 
---- Is stderr a terminal? (asks test(1), which inherits our fd 2)
+--- Is stderr a terminal?
 function _M.stderr_is_tty()
-  local ok, how, code = os.execute("test -t 2")
-  if type(ok) == "number" then return ok == 0 end -- Lua 5.1 / LuaJIT without 5.2 compat
-  return ok == true and how == "exit" and code == 0
+  return require("exactonline.core").isatty(2)
 end
 
 local function left(limits)

@@ -1,58 +1,56 @@
---- exactonline refresh: the keep-alive for cron or a systemd timer. Refreshes when Exact allows it (570 s
--- after the last token request), otherwise says when it will be allowed. Exit codes as `exactonline token`.
+--- exactonline refresh: the keep-alive for cron or a systemd timer. Asks the library to refresh; when Exact
+-- would refuse it yet (too soon after the last token request), the library says so without a token call,
+-- and this prints when it is allowed. Exit codes as `exactonline token`.
 local io, ipairs, os, require, tonumber = io, ipairs, os, require, tonumber
+local format = string.format
 
-local util = require "exactonline.cli.util"
 local config = require "exactonline.cli.config"
+local parser = require "exactonline.cli.parser"
 local token = require "exactonline.cli.token"
 
 local _M = {}
 
-_M.spec = {
-  usage = "[options]",
-  description = "Refresh the stored tokens when Exact allows it (570 s after the last token request), so the\n"
-    .. "30-day refresh token chain never runs out. Exit status: 0 fine, 1 fewer than 7 days left,\n"
-    .. "2 expired, missing or refused (a person must run `exactonline auth`).",
-  connection = true,
-  options = {},
-  examples = {
-    "exactonline refresh",
-    "# crontab: keep the chain alive every day at 06:00",
-    "0 6 * * *  EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… exactonline refresh",
-  },
-}
+_M.summary = "refresh the tokens when allowed (for cron / systemd timers)"
 
-function _M.main(argv)
-  local name = "refresh"
-  local opts, code = util.parse(name, argv, _M.spec)
-  if not opts then return code end
-  local s, serr = util.settings(opts)
-  if not s then return util.fail(name, serr, 2) end
-  local ok, nerr = config.need(s, config.client_keys)
-  if not ok then return util.fail(name, nerr, 2) end
-  local tokens, lerr = token.load(s)
-  if not tokens then
-    if lerr then return util.fail(name, lerr, 2) end
-    return util.fail(name, "no tokens in " .. s.token_file .. ": run `exactonline auth` first", 2)
+function _M.add_to_parser(root)
+  local c = parser.command(root, "refresh", {
+    summary = _M.summary,
+    description = "Refresh the stored tokens when Exact allows it (570 s after the last token request), so the\n"
+      .. "30-day refresh token chain never runs out. Exit status: 0 fine, 1 fewer than 7 days left,\n"
+      .. "2 expired, missing or refused (a person must run `exactonline auth`).",
+    examples = {
+      "exactonline refresh",
+      "# crontab: keep the chain alive every day at 06:00",
+      "0 6 * * *  EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… exactonline refresh",
+    },
+  })
+  config.add_flags(c)
+  return parser.finish(c, config.CONNECTION_TITLE)
+end
+
+function _M.run(args)
+  local client, s, code = config.connect(args)
+  if not client then return nil, s, code end
+  if not client:token_info().has_refresh_token then
+    client:close()
+    return nil, "no tokens in " .. s.token_file .. ": run `exactonline auth` first", 2
   end
   local out = io.stdout
+  local fresh, err = client:refresh()
+  client:close()
   local now = os.time()
-  local obtained = tonumber(tokens.obtained_at)
-  if obtained and now < obtained + token.REFRESH_AFTER then
-    local at = obtained + token.REFRESH_AFTER
-    out:write("not refreshed: Exact allows a refresh from ", token.when(at), " (in ", token.span(at - now),
-      "); the access token is still fresh\n")
+  if fresh then
+    out:write("refreshed: new access token valid until ", token.when(tonumber(fresh.expires_at) or now), "\n")
+  elseif err.code == "too_early" and err.allowed_at then
+    local at = err.allowed_at
+    -- the library's allowed_at is the 570 s rule applied to the stored obtained_at: at most 570 s from now
+    out:write("not refreshed: Exact allows a refresh from ", token.when(at), " (in ",
+      format("%d s", at > now and at - now or 0), "); the access token is still fresh\n")
   else
-    local client, cerr = config.client(s)
-    if not client then return util.fail(name, cerr, 2) end
-    local fresh, err = client:refresh()
-    if not fresh then
-      return util.fail(name, err, 2)
-    end
-    client:close()
-    tokens = token.load(s) or fresh
-    out:write("refreshed: new access token valid until ", token.when(tonumber(tokens.expires_at) or now + 600), "\n")
+    return nil, err, 2
   end
+  local tokens, lerr = token.load(s)
+  if not tokens then return nil, lerr or ("no tokens in " .. s.token_file), 2 end
   local rc, lines = token.status(tokens, now)
   for _, l in ipairs(lines) do out:write(l, "\n") end
   return rc

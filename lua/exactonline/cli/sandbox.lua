@@ -1,72 +1,57 @@
 --- `exactonline sandbox`: run a local imitation of Exact Online (nginx + Lua) in the foreground.
-local io, os, tonumber, tostring = io, os, tonumber, tostring
-local runner = require "exactonline.sandbox"
+-- A thin layer: each flag in OPTIONS becomes the same-named field of the table given to
+-- exactonline.sandbox.prepare (--tls-dir -> tls_dir); add a flag by adding a line.
+local io, ipairs, tostring = io, ipairs, tostring
+local parser = require "exactonline.cli.parser"
 
 local _M = {}
 
-local USAGE = [[
-usage: exactonline sandbox [--port P] [--tls-dir D] [--client-id ID] [--client-secret S]
-                           [--redirect-uri URI] [--division N] [--accounts N] [--workers N]
+_M.summary = "run a local imitation of Exact Online (nginx + Lua)"
 
-Runs a local Exact Online (OAuth, REST, XML API, rate limits) on 127.0.0.1:P until Ctrl-C or SIGTERM.
-With --tls-dir D it serves HTTPS with D/ca.pem, D/server.pem, D/server.key (created when missing);
-point clients at D/ca.pem. Test controls: POST /_sandbox/advance?seconds=N,
-/_sandbox/config?minutely=N&daily=N&window=S, /_sandbox/fault?kind=K&count=N, /_sandbox/reset;
-GET /_sandbox/stats.
-
-examples:
-  exactonline sandbox --port 8443 --tls-dir ~/.cache/exactonline-sandbox
-  exactonline sandbox --port 8443 --tls-dir /tmp/eo-tls --accounts 10000 --division 123456
-  curl --cacert /tmp/eo-tls/ca.pem -X POST 'https://localhost:8443/_sandbox/advance?seconds=600'
-]]
-
-local OPTIONS = {
-  ["--port"] = "port", ["--tls-dir"] = "tls_dir", ["--client-id"] = "client_id",
-  ["--client-secret"] = "client_secret", ["--redirect-uri"] = "redirect_uri", ["--division"] = "division",
-  ["--accounts"] = "accounts", ["--workers"] = "workers",
+-- flag, argname, help, extras (number: a number; multi: repeatable, a list; default)
+_M.OPTIONS = {
+  { "--port", "P", "the port on 127.0.0.1 (default 8443)", number = true, default = 8443 },
+  { "--tls-dir", "D", "serve HTTPS with D/ca.pem, D/server.pem, D/server.key (created when missing)" },
+  { "--client-id", "ID", "the sandbox app's client id" },
+  { "--client-secret", "S", "the sandbox app's client secret" },
+  { "--redirect-uri", "URI", "the sandbox app's registered redirect URI" },
+  { "--division", "N", "the division's number", number = true },
+  { "--accounts", "N", "how many accounts it holds", number = true },
+  { "--workers", "N", "nginx worker processes", number = true },
 }
-local NUMERIC = { port = true, division = true, accounts = true, workers = true }
 
-function _M.parse(args)
-  local opts = {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "--help" or a == "-h" then return nil, "help" end
-    local name, value = a:match("^(%-%-[%w%-]+)=(.*)$")
-    name = name or a
-    local key = OPTIONS[name]
-    if not key then return nil, "unknown option " .. a end
-    if value == nil then
-      i = i + 1
-      value = args[i]
-      if value == nil then return nil, name .. " needs a value" end
-    end
-    if NUMERIC[key] then
-      value = tonumber(value)
-      if not value then return nil, name .. " needs a number" end
-    end
-    opts[key] = value
-    i = i + 1
+function _M.add_to_parser(root)
+  local c = parser.command(root, "sandbox", {
+    summary = _M.summary,
+    usage = "[--port P] [--tls-dir D] [--client-id ID] [--client-secret S] [--redirect-uri URI] [options]",
+    description = "Runs a local Exact Online (OAuth, REST, XML API, rate limits) on 127.0.0.1:P until Ctrl-C or\n"
+      .. "SIGTERM. With --tls-dir D it serves HTTPS with D/ca.pem, D/server.pem, D/server.key (created when\n"
+      .. "missing); point clients at D/ca.pem. Test controls: POST /_sandbox/advance?seconds=N,\n"
+      .. "/_sandbox/config?minutely=N&daily=N&window=S, /_sandbox/fault?kind=K&count=N, /_sandbox/reset;\n"
+      .. "GET /_sandbox/stats.",
+    examples = {
+      "exactonline sandbox --port 8443 --tls-dir ~/.cache/eo-sandbox",
+      "exactonline sandbox --port 8443 --tls-dir ~/.cache/eo-sandbox --accounts 10000 --division 123456",
+      "curl --cacert ~/.cache/eo-sandbox/ca.pem -X POST 'https://localhost:8443/_sandbox/advance?seconds=600'",
+    },
+  })
+  for _, o in ipairs(_M.OPTIONS) do
+    parser.option(c, o[1], o[2], o[3], { number = o.number, multi = o.multi, default = o.default })
   end
-  opts.port = opts.port or 8443
-  return opts
+  return parser.finish(c)
 end
 
-function _M.main(args, _root)
-  local opts, err = _M.parse(args or {})
-  if not opts then
-    if err == "help" then io.stdout:write(USAGE) return 0 end
-    io.stderr:write("exactonline sandbox: ", err, "\n", USAGE)
-    return 2
+function _M.run(args)
+  local runner = require "exactonline.sandbox"
+  local opts = {}
+  for _, o in ipairs(_M.OPTIONS) do
+    local key = o[1]:gsub("^%-%-", ""):gsub("%-", "_")
+    opts[key] = args[key]
   end
   local info, perr = runner.prepare(opts)
-  if not info then
-    io.stderr:write("exactonline sandbox: ", tostring(perr), "\n")
-    return 1
-  end
+  if not info then return nil, perr, 1 end
   local out = io.stdout
-  out:write("Exact Online sandbox on ", info.base_url, "  (also ", info.base_url:gsub("localhost", "127.0.0.1"),
+  out:write("Exact Online sandbox on ", info.base_url, "  (also ", (info.base_url:gsub("localhost", "127.0.0.1")),
     ")\n")
   if info.cafile then out:write("  CA file:        ", info.cafile, "\n") end
   out:write("  client id:      ", info.client_id, "\n")
@@ -78,7 +63,7 @@ function _M.main(args, _root)
   out:write("Ctrl-C stops it.\n")
   out:flush()
   local code = runner.run_foreground(info)
-  os.execute("rm -rf " .. runner.quote(info.prefix))
+  runner.stop(info) -- removes what is left of its prefix
   return code
 end
 

@@ -8,8 +8,12 @@ local util = require "exactonline.cli.util"
 local format = require "exactonline.cli.format"
 local export = require "exactonline.cli.export"
 local progress = require "exactonline.cli.progress"
+local config = require "exactonline.cli.config"
+local parser = require "exactonline.cli.parser"
 
 local _M = {}
+
+_M.summary = "incremental export through the sync/ endpoint"
 
 --- Regular endpoint (lower case) --> sync endpoint.
 _M.sync = {
@@ -41,27 +45,26 @@ function _M.resolve(entity)
   return nil
 end
 
-_M.spec = {
-  usage = "ENTITY -o FILE [--format csv|jsonl] [--select FIELDS] [--full] [options]",
-  description = "Incremental export through the sync/ endpoint (1000 rows per call). The largest Timestamp seen\n"
-    .. "is kept in FILE.sync-state; the next run fetches only rows changed since and writes those to FILE\n"
-    .. "(temp file + rename; the state moves on only after FILE is written).",
-  positionals = { "ENTITY" }, min = 1, max = 1, connection = true,
-  options = {
-    { "--output", "-o", value = "FILE", help = "where the changed rows go (required)" },
-    { "--format", "-f", value = "csv|jsonl", help = "output format (default: from FILE's extension, else csv)" },
-    { "--select", "-s", value = "FIELDS", help = "$select (Timestamp is added when missing)" },
-    { "--iso-dates", help = "write /Date(ms)/ values as ISO 8601 (UTC)" },
-    { "--full", help = "forget the remembered Timestamp and fetch everything" },
-    { "--progress", help = "force the progress line" },
-    { "--no-progress", help = "no progress output" },
-  },
-  examples = {
-    "exactonline sync crm/Accounts -o accounts.csv      # first run: everything",
-    "exactonline sync crm/Accounts -o accounts.csv      # later runs: only what changed",
-    "exactonline sync financialtransaction/TransactionLines -o lines.jsonl --select ID,Date,AmountDC",
-  },
-}
+function _M.add_to_parser(root)
+  local c = parser.command(root, "sync", {
+    summary = _M.summary,
+    usage = "ENTITY -o FILE [--format csv|jsonl] [--select FIELDS] [--full] [options]",
+    description = "Incremental export through the sync/ endpoint (1000 rows per call). The largest Timestamp seen\n"
+      .. "is kept in FILE.sync-state; the next run fetches only rows changed since and writes those to FILE\n"
+      .. "(temp file + rename; the state moves on only after FILE is written).",
+    examples = {
+      "exactonline sync crm/Accounts -o accounts.csv      # first run: everything",
+      "exactonline sync crm/Accounts -o accounts.csv      # later runs: only what changed",
+      "exactonline sync financialtransaction/TransactionLines -o lines.jsonl --select ID,Date,AmountDC",
+    },
+  })
+  parser.argument(c, "ENTITY", "the entity, e.g. crm/Accounts or sync/CRM/Accounts")
+  export.add_output_options(c, { output = "where the changed rows go (required)" })
+  export.add_query_options(c, { select = "$select (Timestamp is added when missing)", no_filter = true })
+  parser.flag(c, "--full", "forget the remembered Timestamp and fetch everything")
+  config.add_flags(c)
+  return parser.finish(c, config.CONNECTION_TITLE)
+end
 
 local function read_state(path)
   local f = io.open(path, "r")
@@ -76,80 +79,67 @@ local function read_state(path)
 end
 
 local function write_state(path, state)
-  local text = require("cjson").encode(state) .. "\n"
-  local ok, core = pcall(require, "exactonline.core")
-  if ok and core.atomic_write then return core.atomic_write(path, text, 420) end -- 0644
-  local f, err = io.open(path .. ".tmp", "w")
-  if not f then return nil, err end
-  f:write(text)
-  f:close()
-  return os.rename(path .. ".tmp", path)
+  return require("exactonline.core").atomic_write(path, require("cjson").encode(state) .. "\n", 420) -- 0644
 end
 
-function _M.main(argv)
-  local name = "sync"
-  local opts, code = util.parse(name, argv, _M.spec)
-  if not opts then return code end
-  if not opts.output or opts.output == "-" then
-    return util.fail(name, "sync needs -o FILE (the state goes beside it)", 2)
+function _M.run(args)
+  if not args.output or args.output == "-" then
+    return nil, "sync needs -o FILE (the state goes beside it)", 2
   end
-  local fmt, ferr = export.output_format(opts)
-  if not fmt then return util.fail(name, ferr, 2) end
-  local endpoint, regular = _M.resolve(opts[1])
+  local fmt, ferr = export.output_format(args)
+  if not fmt then return nil, ferr, 2 end
+  local endpoint, regular = _M.resolve(args.entity)
   if not endpoint then
-    return util.fail(name, "no sync endpoint known for '" .. opts[1]
-      .. "'; pass the sync path, e.g. sync/CRM/Accounts", 2)
+    return nil, "no sync endpoint known for '" .. args.entity .. "'; pass the sync path, e.g. sync/CRM/Accounts", 2
   end
-  local state_path = opts.output .. ".sync-state"
+  local state_path = args.output .. ".sync-state"
   local state
-  if not opts.full then
+  if not args.full then
     local sterr
     state, sterr = read_state(state_path)
-    if sterr then return util.fail(name, sterr, 1) end
+    if sterr then return nil, sterr, 1 end
   end
   local since = state and tonumber(state.timestamp) or 1
 
-  local s, serr = util.settings(opts)
-  if not s then return util.fail(name, serr, 2) end
-  local client, cerr = require("exactonline.cli.config").client(s)
-  if not client then return util.fail(name, cerr, 2) end
+  local client, s, code = config.connect(args)
+  if not client then return nil, s, code end
 
-  local select = opts.select or (state and state.select)
+  local select = args.select or (state and state.select)
   if not select then
-    if not regular then return util.fail(name, "pass --select FIELDS for " .. endpoint, 2) end
+    if not regular then return nil, "pass --select FIELDS for " .. endpoint, 2 end
     local data, perr = client:get(regular, { ["$top"] = 1 })
-    if not data then return util.fail(name, perr, 1) end
+    if not data then return nil, perr, 1 end
     local row = data[1]
     local cols = {}
     for _, c in ipairs(format.columns(nil, row or {})) do
       if type(row[c]) ~= "table" then cols[#cols + 1] = c end
     end
-    if #cols == 0 then return util.fail(name, "pass --select FIELDS for " .. endpoint, 2) end
+    if #cols == 0 then return nil, "pass --select FIELDS for " .. endpoint, 2 end
     select = table.concat(cols, ",")
   end
   if not (("," .. select .. ","):find(",%s*Timestamp%s*,")) then select = select .. ",Timestamp" end
 
   local largest = since
-  local tty = progress.stderr_is_tty() or opts.progress
-  local res, err, ecode = export.run(client, endpoint, {
+  local res, err, ecode = export.stream(client, endpoint, {
     ["$select"] = select, ["$filter"] = "Timestamp gt " .. format.number(since),
   }, {
-    format = fmt, output = opts.output, select = select, iso_dates = opts.iso_dates,
-    label = "sync " .. endpoint, tty = tty, quiet = opts.no_progress,
+    format = fmt, output = args.output, select = select, iso_dates = args.iso_dates, csv_safe = args.csv_safe,
+    label = "sync " .. endpoint, tty = args.progress or progress.stderr_is_tty(), quiet = args.no_progress,
     on_row = function(row)
       local t = tonumber(row.Timestamp)
       if t and t > largest then largest = t end
     end,
   })
-  if not res then return util.fail(name, err, ecode) end
+  client:close()
+  if not res then return nil, err, ecode end
   local ok, werr = write_state(state_path, {
     endpoint = endpoint, timestamp = largest, select = select, updated_at = os.time(),
   })
   if not ok then
-    return util.fail(name, "wrote " .. opts.output .. " but not " .. state_path .. ": " .. tostring(werr), 1)
+    return nil, "wrote " .. args.output .. " but not " .. state_path .. ": " .. tostring(werr), 1
   end
-  io.stderr:write(("synced %d changed rows since Timestamp %s to %s (next run: Timestamp gt %s)\n")
-    :format(res.rows, format.number(since), opts.output, format.number(largest)))
+  io.stderr:write(("synced %s since Timestamp %s to %s (next run: Timestamp gt %s)\n")
+    :format(util.count(res.rows, "changed row"), format.number(since), args.output, format.number(largest)))
   return 0
 end
 

@@ -1,29 +1,34 @@
 --- exactonline token: where the stored tokens stand. Exit 0 fine, 1 fewer than 7 days left on the refresh
--- token, 2 expired or missing — for cron and monitoring. Reads the token file only: no call to Exact.
+-- token, 2 expired or missing — for cron and monitoring. Reads the token file only: no call to Exact, and
+-- no client credentials needed.
 local io, ipairs, os, pcall, require = io, ipairs, os, pcall, require
 local tonumber, tostring, type = tonumber, tostring, type
 local floor, format, date = math.floor, string.format, os.date
+
+local core = require "exactonline.core"
 local util = require "exactonline.cli.util"
 local config = require "exactonline.cli.config"
+local parser = require "exactonline.cli.parser"
 
 local _M = {}
 
-_M.REFRESH_LIFETIME = 30 * 86400
-_M.WARN_DAYS = 7
-_M.REFRESH_AFTER = 570
+_M.summary = "show the stored tokens' expiry (exit 0 fine, 1 < 7 days left, 2 expired)"
+_M.WARN_DAYS = 7 -- the CLI's own warning threshold (exit 1)
 
-_M.spec = {
-  usage = "[options]",
-  description = "Show the access token's expiry, the refresh token's age and days left, and the division.\n"
-    .. "Exit status: 0 fine, 1 fewer than 7 days left (authorize again soon), 2 expired or missing.",
-  connection = true,
-  options = {},
-  examples = {
-    "exactonline token",
-    "exactonline token || mail -s 'Exact Online: run exactonline auth' me@example.com < /dev/null",
-    "EXACT_TOKEN_FILE=/srv/app/tokens.json exactonline token",
-  },
-}
+function _M.add_to_parser(root)
+  local c = parser.command(root, "token", {
+    summary = _M.summary,
+    description = "Show the access token's expiry, the refresh token's age and days left, and the division.\n"
+      .. "Exit status: 0 fine, 1 fewer than 7 days left (authorize again soon), 2 expired or missing.",
+    examples = {
+      "exactonline token",
+      "exactonline token || mail -s 'Exact Online: run exactonline auth' me@example.com < /dev/null",
+      "EXACT_TOKEN_FILE=/srv/app/tokens.json exactonline token",
+    },
+  })
+  config.add_flags(c)
+  return parser.finish(c, config.CONNECTION_TITLE)
+end
 
 local function when(t)
   return date("!%Y-%m-%d %H:%M:%S UTC", floor(t))
@@ -68,7 +73,7 @@ function _M.status(tokens, now)
   local obtained = tonumber(tokens.refresh_obtained_at) or tonumber(tokens.obtained_at)
   local code = 0
   if obtained then
-    local refresh_expires = obtained + _M.REFRESH_LIFETIME
+    local refresh_expires = obtained + core.token_rules.refresh_lifetime
     local left = refresh_expires - now
     local days = left / 86400
     lines[#lines + 1] = "refresh token: obtained " .. when(obtained) .. " (" .. span(now - obtained) .. " ago)"
@@ -88,16 +93,12 @@ function _M.status(tokens, now)
   return code, lines
 end
 
-function _M.main(argv)
-  local name = "token"
-  local opts, code = util.parse(name, argv, _M.spec)
-  if not opts then return code end
-  local s, serr = util.settings(opts)
-  if not s then return util.fail(name, serr, 2) end
+function _M.run(args)
+  local s, serr = config.resolve(args)
+  if not s then return nil, serr, 2 end
   local tokens, err = _M.load(s)
   if not tokens then
-    if err then return util.fail(name, err, 2) end
-    return util.fail(name, "no tokens in " .. s.token_file .. ": run `exactonline auth` first", 2)
+    return nil, err or ("no tokens in " .. s.token_file .. ": run `exactonline auth` first"), 2
   end
   local rc, lines = _M.status(tokens)
   local info = config.read_info(s) or {}
@@ -107,7 +108,7 @@ function _M.main(argv)
   local division = tonumber(s.division or info.division)
   out:write("division:      ", division and require("exactonline.cli.format").number(division)
     or "(the user's current division)",
-    info.user and ("  (authorized by " .. tostring(info.user) .. ")") or "", "\n")
+    info.user and ("  (authorized by " .. util.clean(tostring(info.user)) .. ")") or "", "\n")
   return rc
 end
 

@@ -1,77 +1,82 @@
 --- Small helpers shared by the CLI commands.
 local io, os, tostring, type, require = io, os, tostring, type, require
+local core = require "exactonline.core"
 
 local _M = {}
 
---- Print a one-line error for a command and return its exit code.
-function _M.fail(name, err, code)
-  local msg = tostring(err):gsub("%s+$", ""):gsub("^exactonline: ", "")
-  io.stderr:write("exactonline ", name, ": ", msg, "\n")
-  io.stderr:flush()
-  return code or 1
-end
-
---- Parse a command's arguments; prints help or the usage error. --> opts | nil, exit code
-function _M.parse(name, argv, spec)
-  local args = require "exactonline.cli.args"
-  local opts, err = args.parse(argv, spec)
-  if not opts then
-    io.stderr:write("exactonline ", name, ": ", err, "\n", "(exactonline ", name, " --help for more)\n")
-    return nil, 2
+--- Text that came from outside (Exact's answers, a browser's request, a file) made safe for a terminal:
+-- C0 and C1 control characters (escape sequences) and DEL removed; newlines kept only when asked.
+function _M.clean(s, keep_newlines)
+  s = tostring(s)
+  if keep_newlines then
+    s = s:gsub("[%z\1-\8\11-\31\127]", "")
+  else
+    s = s:gsub("[%z\1-\8\10-\31\127]", "")
   end
-  if opts.help then
-    io.stdout:write(args.help(name, spec), "\n")
-    return nil, 0
-  end
-  return opts
+  return (s:gsub("\194[\128-\159]", ""))
 end
 
---- Settings from flags, environment and config file. --> settings | nil, message
-function _M.settings(opts)
-  local args = require "exactonline.cli.args"
-  local flags = args.connection_flags(opts)
-  return require("exactonline.cli.config").resolve(flags)
+--- A one-line message for an error object or a raised string ("file.lua:12: " stripped).
+function _M.message(err)
+  if type(err) == "table" then return tostring(err) end
+  return (tostring(err):gsub("^[^%s:]+%.lua:%d+: ", ""))
 end
 
---- Random hex from /dev/urandom (state parameter).
+--- "1 row", "2 rows"
+function _M.count(n, word)
+  return ("%d %s%s"):format(n, word, n == 1 and "" or "s")
+end
+
+--- Random hex from the kernel (the OAuth state, temp names).
 function _M.random_hex(n)
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(n) or tostring(os.time()) .. tostring({})
-  if f then f:close() end
-  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+  return (core.random(n):gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
---- Our process id (Linux), for temp file names.
+--- Our process id.
 function _M.pid()
-  local f = io.open("/proc/self/stat", "r")
-  if not f then return tostring(os.time()) end
-  local s = f:read("*l") or ""
-  f:close()
-  return s:match("^(%d+)") or tostring(os.time())
+  return core.getpid()
 end
 
---- Remove `path.partial-PID` files whose process is gone (an export killed with -9). --> number removed
-function _M.clean_partials(path)
+local function split(path)
   local dir, base = path:match("^(.*)/([^/]+)$")
-  if not dir then dir, base = ".", path end
+  if not dir then return ".", path end
   if dir == "" then dir = "/" end
-  local core = require "exactonline.core"
+  return dir, base
+end
+
+--- Environment variables a child process (xdg-open and the browser, openssl) never gets: secrets.
+_M.SECRET_ENV = { "EXACT_CLIENT_SECRET", "EXACTONLINE_SANDBOX_TOKEN" }
+
+--- Start argv (no shell) without the secrets in its environment.
+-- opts: wait (--> exit code), quiet (stdio on /dev/null). --> pid | exit code | nil, message
+function _M.spawn(argv, opts)
+  opts = opts or {}
+  return core.spawn(argv, { unset = _M.SECRET_ENV, wait = opts.wait, quiet = opts.quiet })
+end
+
+--- Remove `path.partial-PID.*` files whose process is gone (an export killed with -9). --> number removed
+function _M.clean_partials(path)
+  local dir, base = split(path)
   return core.clean_partials(dir, base)
 end
 
---- A file written to `path.partial-PID` and renamed over `path` on commit; abort removes it.
--- Partials of dead processes beside it are removed first, so kill -9 leaves no growing litter.
+--- A file written to `path.partial-PID.RANDOM` (created O_EXCL|O_NOFOLLOW, mode 0600 or the existing
+-- target's) and renamed over `path` on commit; abort removes it. Partials of dead processes beside it
+-- are removed first, so kill -9 leaves no growing litter.
 function _M.atomic_output(path)
   if path == nil or path == "-" then
     return { file = io.stdout, commit = function() io.stdout:flush() return true end, abort = function() end }
   end
   _M.clean_partials(path)
-  local tmp = path .. ".partial-" .. _M.pid()
-  local f, err = io.open(tmp, "wb")
+  local mode = 384 -- 0600
+  local st = core.stat(path)
+  if st and st.type == "file" then mode = st.mode % 512 end
+  local tmp = path .. ".partial-" .. core.getpid() .. "." .. _M.random_hex(6)
+  local f, err = core.create_file(tmp, mode)
   if not f then return nil, "cannot write " .. tostring(path) .. ": " .. tostring(err) end
   local out = { file = f, path = path, tmp = tmp }
   function out.commit()
-    local ok, werr = f:flush()
+    local ok, werr = f:flush(true)
     if not ok then f:close(); os.remove(tmp); return nil, "cannot write " .. path .. ": " .. tostring(werr) end
     f:close()
     local rok, rerr = os.rename(tmp, path)
@@ -79,18 +84,10 @@ function _M.atomic_output(path)
     return true
   end
   function out.abort()
-    if io.type(f) == "file" then f:close() end
+    f:close()
     os.remove(tmp)
   end
   return out
-end
-
---- Is v an exactonline error object (or anything with a message)?
-function _M.message(err)
-  if type(err) == "table" then return tostring(err) end
-  local s = tostring(err)
-  -- strip "file.lua:123: " from errors raised with a position
-  return (s:gsub("^[^%s:]+%.lua:%d+: ", ""))
 end
 
 return _M

@@ -40,5 +40,6 @@ EO_EXPORT int luaopen_exactonline_core(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)EO_REFRESH_WINDOW);
     lua_setfield(L, -2, "refresh_window");
     lua_setfield(L, -2, "token_rules");
+    eo_open_multi(L);
     return 1;
 }

@@ -33,6 +33,7 @@ EO_HIDDEN void eo_open_client(lua_State *L);  /* client.c:  the exactonline.Clie
 EO_HIDDEN void eo_open_webhook(lua_State *L); /* webhook.c: HMAC-SHA256 verification      */
 EO_HIDDEN void eo_open_fileio(lua_State *L);  /* fileio.c:  atomic write, fsync, flock     */
 EO_HIDDEN void eo_open_sys(lua_State *L);     /* sys.c:     OS calls the CLI needs (no lua-posix for 5.4) */
+EO_HIDDEN void eo_open_multi(lua_State *L);   /* multi.c:   many clients' transfers at once  */
 
 #endif
 
@@ -78,6 +79,10 @@ typedef struct eo_client {
     eo_buf resp_body, resp_headers;
     int too_large;
     char errbuf[CURL_ERROR_SIZE];
+    /* multi.c: the multi handle this client's transfer runs in (NULL: none) and how it ended */
+    struct eo_multi *multi;
+    int multi_done;
+    CURLcode multi_rc;
 } eo_client;
 
 /* The client at idx; raises on a wrong type or a closed client. */
@@ -107,4 +112,10 @@ EO_HIDDEN extern const luaL_Reg eo_http_methods[];
 EO_HIDDEN void eo_pushnum(lua_State *L, double v);
 /* http.c: free what the libcurl side holds (on close). */
 EO_HIDDEN void eo_http_free(eo_client *c);
+/* http.c: set up c's easy handle for the request table at idx (copy_body: libcurl copies the body);
+ * 1, or 0 with nil, err pushed. Then, when the transfer ended with rc, push the answer or nil, err. */
+EO_HIDDEN int eo_http_prepare(lua_State *L, eo_client *c, int idx, int copy_body);
+EO_HIDDEN int eo_http_finish(lua_State *L, eo_client *c, CURLcode rc);
+/* multi.c: take c's running transfer out of its multi handle (c is being closed). */
+EO_HIDDEN void eo_multi_detach(eo_client *c);
 #endif

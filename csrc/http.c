@@ -57,6 +57,7 @@ static void free_req_headers(eo_client *c) {
 }
 
 void eo_http_free(eo_client *c) {
+    if (c->multi) eo_multi_detach(c); /* closed while a transfer runs: take it out of the multi first */
     if (c->curl) curl_easy_cleanup(c->curl);
     c->curl = NULL;
     free_req_headers(c);
@@ -159,42 +160,46 @@ static void push_headers(lua_State *L, eo_client *c) {
     }
 }
 
-/* perform({method, url, headers, body, timeout}) -> {status, headers, body} | nil, err */
-static int http_perform(lua_State *L) {
-    eo_client *c = eo_checkclient(L, 1);
+/* Set up c's easy handle for the request table at idx ({method, url, headers, body, timeout}).
+ * copy_body: libcurl keeps its own copy of the body (the transfer outlives this call); otherwise the
+ * body string is left on the stack and must stay there until the transfer ends.
+ * Returns 1, or 0 with nil, err pushed (2 values). */
+int eo_http_prepare(lua_State *L, eo_client *c, int idx, int copy_body) {
     const char *method, *url, *body = NULL;
     size_t body_len = 0;
     double timeout;
-    long status = 0;
+    int top;
     CURL *h;
-    CURLcode rc;
     curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    lua_getfield(L, 2, "method");
-    method = luaL_optstring(L, 3, "GET");
-    lua_getfield(L, 2, "url");
-    url = luaL_checkstring(L, 4);
-    lua_getfield(L, 2, "body"); /* stays on the stack: libcurl borrows it until the transfer ends */
-    if (!lua_isnil(L, 5)) body = luaL_checklstring(L, 5, &body_len);
-    lua_getfield(L, 2, "timeout");
-    timeout = luaL_optnumber(L, 6, c->timeout);
+    idx = eo_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    top = lua_gettop(L);
+    lua_getfield(L, idx, "method");
+    method = luaL_optstring(L, top + 1, "GET");
+    lua_getfield(L, idx, "url");
+    url = luaL_checkstring(L, top + 2);
+    lua_getfield(L, idx, "body");
+    if (!lua_isnil(L, top + 3)) body = luaL_checklstring(L, top + 3, &body_len);
+    lua_getfield(L, idx, "timeout");
+    timeout = luaL_optnumber(L, top + 4, c->timeout);
     if (timeout <= 0) timeout = c->timeout;
 
     free_req_headers(c);
-    lua_getfield(L, 2, "headers");
-    if (lua_istable(L, 7)) {
+    lua_getfield(L, idx, "headers");
+    if (lua_istable(L, top + 5)) {
         lua_pushnil(L);
-        while (lua_next(L, 7)) {
+        while (lua_next(L, top + 5)) {
             struct curl_slist *n;
             size_t kl, vl;
             const char *k, *v;
             if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-                luaL_argerror(L, 2, "headers must map strings to strings");
+                luaL_argerror(L, idx, "headers must map strings to strings");
             k = lua_tolstring(L, -2, &kl);
             v = lua_tolstring(L, -1, &vl);
-            if (strpbrk(k, "\r\n:") || strpbrk(v, "\r\n") || strlen(k) != kl || strlen(v) != vl)
-                return eo_fail(L, "config", 0, "bad_header", "a header holds CR, LF or NUL", NULL, NULL);
+            if (strpbrk(k, "\r\n:") || strpbrk(v, "\r\n") || strlen(k) != kl || strlen(v) != vl) {
+                eo_fail(L, "config", 0, "bad_header", "a header holds CR, LF or NUL", NULL, NULL);
+                return 0;
+            }
             lua_pushfstring(L, "%s: %s", k, v);
             n = curl_slist_append(c->req_headers, lua_tostring(L, -1));
             if (!n) return luaL_error(L, "exactonline: out of memory");
@@ -211,6 +216,7 @@ static int http_perform(lua_State *L) {
     c->errbuf[0] = '\0';
     lua_pushfstring(L, "exactonline/" EO_VERSION " (libcurl/%s)", vi->version);
     curl_easy_setopt(h, CURLOPT_USERAGENT, lua_tostring(L, -1)); /* libcurl copies strings */
+    lua_pop(L, 1);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -230,6 +236,7 @@ static int http_perform(lua_State *L) {
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)c);
     /* the handle is reused: undo what the previous request set (a DELETE must not stick to the next GET) */
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
     curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
@@ -237,18 +244,22 @@ static int http_perform(lua_State *L) {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else {
         if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            curl_easy_setopt(h, copy_body ? CURLOPT_COPYPOSTFIELDS : CURLOPT_POSTFIELDS, body ? body : "");
         }
         if (strcmp(method, "POST") != 0) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
         if (strcmp(method, "HEAD") == 0) curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     }
+    return 1;
+}
 
-    rc = curl_easy_perform(h);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
+/* After c's transfer ended with rc: push {status, headers, body}, or nil, err. Returns the count. */
+int eo_http_finish(lua_State *L, eo_client *c, CURLcode rc) {
+    long status = 0;
+    curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, (char *)NULL);
     free_req_headers(c);
     if (rc != CURLE_OK) return fail_curl(L, c, rc);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, (lua_Integer)status);
     lua_setfield(L, -2, "status");
@@ -259,6 +270,17 @@ static int http_perform(lua_State *L) {
     eo_wipe(c->resp_body.data, c->resp_body.len);
     c->resp_body.len = 0;
     return 1;
+}
+
+/* perform({method, url, headers, body, timeout}) -> {status, headers, body} | nil, err */
+static int http_perform(lua_State *L) {
+    eo_client *c = eo_checkclient(L, 1);
+    CURLcode rc;
+    lua_settop(L, 2);
+    if (c->multi) return luaL_error(L, "exactonline: this client has a transfer running in a multi handle");
+    if (!eo_http_prepare(L, c, 2, 0)) return 2;
+    rc = curl_easy_perform(c->curl);
+    return eo_http_finish(L, c, rc);
 }
 
 const luaL_Reg eo_http_methods[] = {{"perform", http_perform}, {NULL, NULL}};

@@ -41,6 +41,7 @@ build = {
     ["exactonline.memory_store"] = "lua/exactonline/memory_store.lua",
     ["exactonline.replicate.catalog"] = "lua/exactonline/replicate/catalog.lua",
     ["exactonline.replicate.db"] = "lua/exactonline/replicate/db.lua",
+    ["exactonline.replicate"] = "lua/exactonline/replicate/init.lua",
     ["exactonline.replicate.postgres"] = "lua/exactonline/replicate/postgres.lua",
     ["exactonline.replicate.sql"] = "lua/exactonline/replicate/sql.lua",
     ["exactonline.replicate.sqlite"] = "lua/exactonline/replicate/sqlite.lua",
@@ -53,6 +54,7 @@ build = {
     ["exactonline.stores.postgres"] = "lua/exactonline/stores/postgres.lua",
     ["exactonline.tokens"] = "lua/exactonline/tokens.lua",
     ["exactonline.transport.curl"] = "lua/exactonline/transport/curl.lua",
+    ["exactonline.transport.multi"] = "lua/exactonline/transport/multi.lua",
     ["exactonline.transport.ngx"] = "lua/exactonline/transport/ngx.lua",
     ["exactonline.core"] = {
       sources = {
@@ -62,6 +64,7 @@ build = {
         "csrc/error.c",
         "csrc/fileio.c",
         "csrc/http.c",
+        "csrc/multi.c",
         "csrc/oauth.c",
         "csrc/sys.c",
         "csrc/webhook.c",

@@ -492,7 +492,8 @@ function _M.new(config)
   local sleep = core.sleep
   if type(transport.sleep) == "function" then sleep = function(s) return transport:sleep(s) end end
   local st = { store = store, transport = transport, on_warning = config.on_warning, now = now or core.now,
-    sleep = sleep }
+    sleep = sleep, config = {} } -- config: a copy, for sibling()
+  for k, v in pairs(config) do st.config[k] = v end
   states[client] = st
   local stored, err = store_load(st)
   if stored == nil then
@@ -508,6 +509,23 @@ function _M.new(config)
     warn(st, client)
   end
   return client
+end
+
+--- sibling(client, over) --> a new client with client's configuration and store, `over` applied (e.g.
+-- { division = N, transport = t, store = s }): replicate makes one per division, so each division has
+-- its own rate-limit state. Internal: not a method users see.
+function _M.sibling(client, over)
+  local st = state_of(client)
+  local config = {}
+  for k, v in pairs(st.config) do config[k] = v end
+  config.store = st.store
+  for k, v in pairs(over or {}) do config[k] = v end
+  return _M.new(config)
+end
+
+--- store_of(client) --> the store client uses (replicate shares it between its per-division clients)
+function _M.store_of(client)
+  return state_of(client).store
 end
 
 _M.methods = methods

@@ -39,6 +39,11 @@ _M.stores = setmetatable({}, {
   end,
 })
 
+--- Replicate whole administrations into SQLite or PostgreSQL. See README "Replication".
+function _M.replicate(client, opts)
+  return require("exactonline.replicate").run(client, opts)
+end
+
 --- Check an Exact Online webhook delivery: true | false, reason.
 function _M.verify_webhook(raw_body, webhook_secret)
   return core.verify_webhook(raw_body, webhook_secret)

@@ -8,7 +8,7 @@
 -- Outside one of the scheduler's coroutines a bound transport works as the blocking curl transport.
 local core = require "exactonline.core"
 
-local setmetatable, select, next = setmetatable, select, next
+local setmetatable, select, next, pairs = setmetatable, select, next, pairs
 local unpack = table.unpack or unpack -- luacheck: ignore
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
@@ -92,12 +92,19 @@ function Scheduler:run()
     end
     local timeout = wake and math_max(wake - now, 0) or 1
     if busy and timeout > 1 then timeout = 1 end
-    local done = self.multi:poll(timeout)
+    local done, running = self.multi:poll(timeout)
     for i = 1, #done do
       local client = done[i]
       local co = self.waiting[client]
       self.waiting[client] = nil
-      if co then self.ready[#self.ready + 1] = { co } end
+      if co then self.ready[#self.ready + 1] = { co, "done" } end
+    end
+    if running == 0 then
+      -- a client closed while its transfer ran: its coroutine hears so instead of waiting forever
+      for client, co in pairs(self.waiting) do
+        self.waiting[client] = nil
+        self.ready[#self.ready + 1] = { co, "closed" }
+      end
     end
     now = self.now()
     local keep = {}
@@ -134,7 +141,10 @@ function Transport:request(req)
   local ok, err = sched.multi:add(client, req)
   if not ok then return nil, err end
   sched.waiting[client] = co_running()
-  co_yield()
+  if co_yield() ~= "done" then
+    return nil, core.error { kind = "network", code = "closed",
+      message = "the client was closed while its request ran", hint = "keep the client open until it answers" }
+  end
   return sched.multi:take(client)
 end
 

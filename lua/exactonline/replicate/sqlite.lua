@@ -10,6 +10,7 @@ local type, tostring, tonumber, pcall, require, pairs, ipairs = type, tostring, 
 local math_floor = math.floor
 local math_tointeger = math.tointeger or function(n) return n end
 local string_format = string.format
+local io_open = io.open
 
 local _M = {}
 
@@ -135,6 +136,14 @@ function _M.open(path, opts)
   if not okd then
     return nil, sql.error("driver_missing", "LuaDBI is not installed",
       "install it: apt install lua-dbi-sqlite3")
+  end
+  -- a folder that is not there is named as such (and LuaDBI would keep the handle of the failed open)
+  local dir = path:match("^(.*)/[^/]*$")
+  local seen = dir and dir ~= "" and io_open(dir, "r")
+  if seen then seen:close() end
+  if dir and dir ~= "" and not seen then
+    return nil, sql.error("cannot_open", string_format("cannot open the SQLite database %s: the folder %s does "
+      .. "not exist", path, dir), "create the folder first, or pick another path (--to sqlite:PATH)")
   end
   local conn, err = DBI.Connect("SQLite3", path)
   if not conn then

@@ -82,6 +82,7 @@ bench:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory lua54 luajit
 	@lua5.4 bench/run.lua
+	@lua5.4 bench/replicate.lua
 
 install: lua54
 	install -d $(LUA_SHARE)/exactonline $(LUA_LIB)/exactonline $(BIN_DIR)

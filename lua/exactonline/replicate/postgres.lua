@@ -43,6 +43,19 @@ function dialect.shape(t, v)
   return v
 end
 
+-- the Lua type a column binds as it comes from the JSON, with no conversion
+dialect.passthrough = { string = "string", guid = "string", binary = "string" }
+
+--- one function per column: Exact's value --> what the driver binds
+function dialect.converter(t, conv)
+  if t == "int" then return function(v) return int_text(conv(v)) end end
+  if t == "double" then return function(v)
+    local n = conv(v)
+    return n and string_format("%.17g", n)
+  end end
+  return conv
+end
+
 local function do_sql(self, s)
   local st, err = self.conn:prepare(s)
   if not st then return nil, err end

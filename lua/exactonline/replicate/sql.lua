@@ -40,13 +40,22 @@ local valid_ident = _M.valid_ident
 -- ---- values: Exact's JSON -> what the column holds ----
 
 --- "/Date(1700000000000)/" --> "2023-11-14T22:13:20.000Z" (UTC); other strings are kept.
+local day_text = {} -- days since 1970 --> "YYYY-MM-DD" (a few thousand at most)
 function _M.iso_date(v)
   if type(v) ~= "string" then return v end
   local ms = v:match("^/Date%((%-?%d+)[^)]*%)/$")
   if not ms then return v end
   ms = tonumber(ms)
   local s = math_floor(ms / 1000)
-  return os_date("!%Y-%m-%dT%H:%M:%S", s) .. string_format(".%03dZ", ms - s * 1000)
+  local days = math_floor(s / 86400)
+  local day = day_text[days]
+  if not day then
+    day = os_date("!%Y-%m-%d", days * 86400)
+    day_text[days] = day
+  end
+  local sod = s - days * 86400
+  return string_format("%sT%02d:%02d:%02d.%03dZ", day, math_floor(sod / 3600), math_floor(sod / 60) % 60, sod % 60,
+    ms - s * 1000)
 end
 local iso_date = _M.iso_date
 
@@ -359,41 +368,42 @@ end
 
 -- The columns a page writes: the union of its rows' fields (new ones become columns), in a fixed order.
 local function page_columns(self, t, rows)
-  local fields, seen, order = {}, {}, {}
+  local seen, order, sample = { __metadata = true, Division = true }, {}, {}
   for i = 1, #rows do
     for k, v in pairs(rows[i]) do
-      if not seen[k] and k ~= "__metadata" and k ~= "Division" and v ~= json_null and not deferred(v) then
+      if not seen[k] then
         seen[k] = true
         order[#order + 1] = k
-        fields[k] = v
       end
+      -- a value to type a new column by: the first that is neither null nor deferred
+      if sample[k] == nil and v ~= json_null and not deferred(v) then sample[k] = v end
     end
   end
   table_sort(order)
   local cols = {}
   for _, k in ipairs(order) do
-    local c = t.by_field[k] or self:add_column(t, k, fields[k])
-    if c then cols[#cols + 1] = { field = k, col = c, conv = CONVERT[c.type] or as_text } end
-  end
-  -- fields whose every value is null still get a column, so the table shows every field Exact sends
-  for i = 1, #rows do
-    for k, v in pairs(rows[i]) do
-      if v == json_null and not seen[k] and k ~= "Division" then
-        seen[k] = true
-        if not t.by_field[k] then self:add_column(t, k, nil) end
-      end
+    local v = sample[k]
+    local c = t.by_field[k]
+    if not c and (v ~= nil or not deferred(rows[1][k])) then
+      -- a new field, even one whose every value is null: the table shows every field Exact sends
+      c = self:add_column(t, k, v)
+    end
+    if c and (v ~= nil or not deferred(rows[1][k])) then
+      cols[#cols + 1] = { field = k, col = c, conv = CONVERT[c.type] or as_text }
     end
   end
   return cols
 end
 
+-- INSERT takes (c1 … cn, division), UPDATE (c1 … cn, division, key[, timestamp]): one array serves both
 local function upsert_sql(t, cols, guarded)
-  local sets, names, marks = {}, { "division" }, { "?" }
+  local sets, names, marks = {}, {}, {}
   for i, c in ipairs(cols) do
     sets[i] = quote(c.col.name) .. " = ?"
-    names[#names + 1] = quote(c.col.name)
-    marks[#marks + 1] = "?"
+    names[i] = quote(c.col.name)
+    marks[i] = "?"
   end
+  names[#names + 1], marks[#marks + 1] = "division", "?"
   local where = " WHERE division = ? AND " .. quote(t.key) .. " = ?"
   if guarded then where = where .. ' AND ("timestamp" IS NULL OR "timestamp" <= ?)' end
   local update = #sets > 0 and ("UPDATE " .. quote(t.name) .. " SET " .. table_concat(sets, ", ") .. where) or nil
@@ -402,7 +412,9 @@ local function upsert_sql(t, cols, guarded)
   return update, insert
 end
 
--- inside a transaction: upsert rows of one page; a stored row newer than the page's (by Timestamp) is kept
+-- inside a transaction: upsert rows of one page; a stored row newer than the page's (by Timestamp) is kept.
+-- Whichever of INSERT and UPDATE the previous page needed most is tried first: one statement per row in
+-- a first load and in a later run alike.
 function Replica:write_rows(t, division, rows)
   local d = self.d
   local cols = page_columns(self, t, rows)
@@ -412,8 +424,7 @@ function Replica:write_rows(t, division, rows)
   end
   if not keyj then error(db_error("no_key", string_format("rows of %s carry no %s field", t.entity.path,
     t.entity.key), "replicate needs each row's key; report this"), 0) end
-  local tsf = t.cols.timestamp and t.by_field.Timestamp
-  local guarded = tsf and true or false
+  local guarded = (t.cols.timestamp and t.by_field.Timestamp) and true or false
   local usql, isql = upsert_sql(t, cols, guarded)
   local ust, ist, err
   if usql then
@@ -422,32 +433,50 @@ function Replica:write_rows(t, division, rows)
   end
   ist, err = self:prepare(isql)
   if not ist then error(err, 0) end
-  local dint = d.int(division)
   local n = #cols
-  local vals, ivals = {}, {}
+  local fields, puts, same = {}, {}, {}
+  for j = 1, n do
+    fields[j] = cols[j].field
+    puts[j] = d.converter(cols[j].col.type, cols[j].conv)
+    same[j] = d.passthrough[cols[j].col.type] or false
+  end
+  local dint, int = d.int(division), d.int
+  local vals = {}
   local inserted, updated = 0, 0
-  local shape = d.shape
+  local insert_first = t.insert_first ~= false
+  local top = guarded and n + 3 or n + 2
   for i = 1, #rows do
     local row = rows[i]
     for j = 1, n do
-      local c = cols[j]
-      local v = row[c.field]
-      if v == nil or v == json_null then vals[j] = nil else vals[j] = shape(c.col.type, c.conv(v)) end
+      local v = row[fields[j]]
+      if v == nil or v == json_null then
+        vals[j] = nil
+      elseif type(v) == same[j] then
+        vals[j] = v -- already what the column binds (text to text, a number to REAL)
+      else
+        vals[j] = puts[j](v)
+      end
     end
     local key = vals[keyj]
     if key == nil then
       error(db_error("no_key", string_format("a row of %s has no %s", t.entity.path, t.entity.key),
         "replicate needs each row's key; report this"), 0)
     end
+    vals[n + 1], vals[n + 2] = dint, key
+    if guarded then
+      local ts = row.Timestamp
+      vals[n + 3] = int(ts ~= json_null and tonumber(ts) or 0)
+    end
     local done = false
-    if ust then
-      vals[n + 1], vals[n + 2] = dint, key
-      local top = n + 2
-      if guarded then
-        local ts = row.Timestamp
-        vals[n + 3] = d.int(ts ~= json_null and ts or 0)
-        top = n + 3
+    if insert_first then
+      local ok, e = ist:execute(unpack(vals, 1, n + 1))
+      if not ok then error(self:fail("writing " .. t.name, e), 0) end
+      if ist:affected() > 0 then
+        inserted = inserted + 1
+        done = true
       end
+    end
+    if not done and ust then
       local ok, e = ust:execute(unpack(vals, 1, top))
       if not ok then error(self:fail("writing " .. t.name, e), 0) end
       if ust:affected() > 0 then
@@ -455,14 +484,13 @@ function Replica:write_rows(t, division, rows)
         done = true
       end
     end
-    if not done then
-      ivals[1] = dint
-      for j = 1, n do ivals[j + 1] = vals[j] end
-      local ok, e = ist:execute(unpack(ivals, 1, n + 1))
+    if not done and not insert_first then
+      local ok, e = ist:execute(unpack(vals, 1, n + 1))
       if not ok then error(self:fail("writing " .. t.name, e), 0) end
       if ist:affected() > 0 then inserted = inserted + 1 end
     end
   end
+  t.insert_first = inserted >= updated
   return inserted, updated
 end
 

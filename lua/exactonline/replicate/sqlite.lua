@@ -44,6 +44,23 @@ function dialect.shape(t, v)
   return v
 end
 
+-- the Lua type a column binds as it comes from the JSON, with no conversion
+dialect.passthrough = { string = "string", guid = "string", binary = "string", double = "number" }
+
+--- one function per column: Exact's value --> what the driver binds
+function dialect.converter(t, conv)
+  if t == "bool" then return function(v)
+    local b = conv(v)
+    if b == nil then return nil end
+    return b and 1 or 0
+  end end
+  if t == "int" then return function(v)
+    local n = conv(v)
+    return n and math_tointeger(n)
+  end end
+  return conv
+end
+
 local function do_sql(self, s)
   local st, err = self.conn:prepare(s)
   if not st then return nil, err end
@@ -154,7 +171,8 @@ function _M.open(path, opts)
   local self = sql.new(dialect, conn, "the SQLite database " .. path)
   self.path, self.lock_dir, self.locks = path, path .. "-locks", {}
   local busy = math_floor((tonumber(opts.busy_timeout) or 60) * 1000)
-  for _, p in ipairs { "PRAGMA busy_timeout = " .. busy, "PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL" } do
+  for _, p in ipairs { "PRAGMA busy_timeout = " .. busy, "PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
+    "PRAGMA cache_size = -16384", "PRAGMA wal_autocheckpoint = 8192" } do
     local ok, perr = do_sql(self, p)
     if not ok then
       local code, hint = dialect.classify(tostring(perr))

@@ -112,20 +112,13 @@ do
     sh("nproc")):match("%d+")), loadavg_start = load:gsub("%s+$", "") }
 end
 
--- a sandbox whose accounts dict is sized for `accounts` rows: the sandbox's 32 MB dict holds ~50 000
--- (beyond that it seeds silently nothing), so the bench raises it in the generated nginx.conf.
+-- a sandbox of `accounts` accounts (generated on demand: any size starts at once)
 local Sandbox
 local function big_sandbox(accounts)
   local info, err
   for _ = 1, 3 do
     info, err = runner.prepare { port = helpers.free_port(), tls_dir = helpers.tls_dir, accounts = accounts }
     if not info then error("sandbox: " .. tostring(err)) end
-    local mb = math.max(32, math.ceil(accounts * 1100 / 1048576))
-    local f = assert(io.open(info.conf))
-    local conf = f:read("*a")
-    f:close()
-    conf = conf:gsub("lua_shared_dict eo_sandbox_data %d+m;", "lua_shared_dict eo_sandbox_data " .. mb .. "m;")
-    write_file(info.conf, conf)
     local ok
     ok, err = runner.start(info)
     if ok then break end

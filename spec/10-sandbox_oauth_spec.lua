@@ -228,8 +228,8 @@ describe("sandbox oauth", function()
     it("refuses a flag that is not 1 or 0 and a token_type that is not a word", function()
       assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/config?refresh_keeps=yes"), { cafile = sb.cafile })))
       assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/config?token_type=a%20b"), { cafile = sb.cafile })))
-      assert.same({ token_type = "bearer", no429headers = false, expires_in_number = false, refresh_keeps = false },
-        sb:stats().options)
+      assert.same({ token_type = "bearer", no429headers = false, expires_in_number = false, refresh_keeps = false,
+                    mandatory_filters = false }, sb:stats().options)
     end)
   end)
 

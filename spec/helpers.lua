@@ -232,10 +232,12 @@ local function quick_request(sb, method, path, headers, body)
   return status, parse_headers(head .. "\r\n"), rest
 end
 
-function Sandbox:control(method, path)
-  local status, _, body = quick_request(self, method, path)
+function Sandbox:control(method, path, payload)
+  local headers = payload and { ["Content-Type"] = "application/json" } or nil
+  local status, _, body = quick_request(self, method, path, headers, payload)
   if not status then
-    status, _, body = helpers.http(method, self.base_url .. path, { cafile = self.cafile })
+    status, _, body = helpers.http(method, self.base_url .. path, { cafile = self.cafile, headers = headers,
+      body = payload })
   end
   if status ~= 200 then error("sandbox control " .. path .. " failed: " .. tostring(status) .. " " ..
     tostring(body), 2) end
@@ -266,8 +268,31 @@ function Sandbox:stats()
   return self:control("GET", "/_sandbox/stats")
 end
 
-function Sandbox:reset()
-  return self:control("POST", "/_sandbox/reset")
+--- reset(): forget tokens, counters, faults, clock and limits; reset{ data = true } also brings every
+-- division back to its generated rows
+function Sandbox:reset(opts)
+  return self:control("POST", "/_sandbox/reset" .. ((opts and opts.data) and "?data=1" or ""))
+end
+
+--- change(entity, { create = N, update = N, delete = N, keys = { … }, division = D, fields = { … } })
+-- --> { created = { keys }, updated = { keys }, deleted = { keys }, timestamp = latest }
+function Sandbox:change(entity, t)
+  t = t or {}
+  local q = { "entity=" .. helpers.escape(entity), "division=" .. tostring(t.division or self.division) }
+  for _, k in ipairs{ "create", "update", "delete" } do
+    if t[k] then q[#q + 1] = k .. "=" .. tostring(t[k]) end
+  end
+  if t.keys then q[#q + 1] = "keys=" .. helpers.escape(table.concat(t.keys, ",")) end
+  local body = t.fields and cjson.encode(t.fields) or nil
+  return self:control("POST", "/_sandbox/change?" .. table.concat(q, "&"), body)
+end
+
+--- entity(entity, { division = D, view = "sync" | "regular" }) --> { count, rows, timestamp }: every live row
+function Sandbox:entity(entity, t)
+  t = t or {}
+  local q = "entity=" .. helpers.escape(entity) .. "&division=" .. tostring(t.division or self.division)
+  if t.view then q = q .. "&view=" .. t.view end
+  return self:control("GET", "/_sandbox/entity?" .. q)
 end
 
 function Sandbox:client_config(over)
@@ -377,7 +402,8 @@ function Sandbox:configure(t)
 end
 
 --- helpers.sandbox(opts) --> a running sandbox handle (nginx on a free loopback port, HTTPS)
--- opts: accounts, division, client_id, client_secret, redirect_uri, workers, tls (default true)
+-- opts: accounts, sizes ({ transactionlines = N, … }), division, divisions (how many), client_id,
+-- client_secret, redirect_uri, workers, tls (default true)
 function helpers.sandbox(opts)
   opts = opts or {}
   local tls_dir = opts.tls == false and nil or helpers.tls_dir
@@ -385,7 +411,8 @@ function helpers.sandbox(opts)
   for _ = 1, 5 do
     info, err = runner.prepare{ port = opts.port or helpers.free_port(), tls_dir = tls_dir,
       client_id = opts.client_id, client_secret = opts.client_secret, redirect_uri = opts.redirect_uri,
-      division = opts.division, accounts = opts.accounts, workers = opts.workers }
+      division = opts.division, accounts = opts.accounts, workers = opts.workers, sizes = opts.sizes,
+      divisions = opts.divisions }
     if not info then error("sandbox: " .. tostring(err), 2) end
     local ok
     ok, err = runner.start(info)
@@ -400,7 +427,7 @@ function helpers.sandbox(opts)
     info = info, port = info.port, prefix = info.prefix, cafile = info.cafile,
     base_url = (tls_dir and "https" or "http") .. "://127.0.0.1:" .. info.port,
     client_id = info.client_id, client_secret = info.client_secret, redirect_uri = info.redirect_uri,
-    division = info.division, accounts = info.accounts,
+    division = info.division, accounts = info.accounts, divisions = info.divisions, sizes = info.sizes,
   }, Sandbox)
   cleanups[#cleanups + 1] = function() sb:stop() end
   helpers.default_cafile = helpers.default_cafile or info.cafile

@@ -15,8 +15,12 @@ _M.OPTIONS = {
   { "--client-id", "ID", "the sandbox app's client id" },
   { "--client-secret", "S", "the sandbox app's client secret" },
   { "--redirect-uri", "URI", "the sandbox app's registered redirect URI" },
-  { "--division", "N", "the division's number", number = true },
-  { "--accounts", "N", "how many accounts it holds", number = true },
+  { "--division", "N", "the first division's number", number = true },
+  { "--divisions", "N", "how many divisions the user has (N, N+1, …; default 2)", number = true },
+  { "--accounts", "N", "how many accounts each holds (as --size accounts=N)", number = true },
+  { "--size", "ENTITY=N", "rows of an entity per division: accounts contacts addresses glaccounts " ..
+    "glclassifications items projects transactionlines salesinvoices (lines and payment terms follow)",
+    multi = true },
   { "--workers", "N", "nginx worker processes", number = true },
 }
 
@@ -25,13 +29,16 @@ function _M.add_to_parser(root)
     summary = _M.summary,
     usage = "[--port P] [--tls-dir D] [--client-id ID] [--client-secret S] [--redirect-uri URI] [options]",
     description = "Runs a local Exact Online (OAuth, REST, XML API, rate limits) on 127.0.0.1:P until Ctrl-C or\n"
-      .. "SIGTERM. With --tls-dir D it serves HTTPS with D/ca.pem, D/server.pem, D/server.key (created when\n"
+      .. "SIGTERM. Each division is a generated administration (accounts, contacts, addresses, G/L accounts and\n"
+      .. "classifications, items, projects, transaction lines, payment terms, sales invoices and lines).\n"
+      .. "With --tls-dir D it serves HTTPS with D/ca.pem, D/server.pem, D/server.key (created when\n"
       .. "missing); point clients at D/ca.pem. Test controls: POST /_sandbox/advance?seconds=N,\n"
       .. "/_sandbox/config?minutely=N&daily=N&window=S, /_sandbox/fault?kind=K&count=N, /_sandbox/reset;\n"
       .. "GET /_sandbox/stats.",
     examples = {
       "exactonline sandbox --port 8443 --tls-dir ~/.cache/eo-sandbox",
       "exactonline sandbox --port 8443 --tls-dir ~/.cache/eo-sandbox --accounts 10000 --division 123456",
+      "exactonline sandbox --divisions 50 --size transactionlines=200000 --size salesinvoices=5000",
       "curl --cacert ~/.cache/eo-sandbox/ca.pem -X POST 'https://localhost:8443/_sandbox/advance?seconds=600'",
     },
   })
@@ -58,7 +65,9 @@ function _M.run(args)
   -- the sandbox's own made-up secret: printing it is the point of this command
   out:write("  client secret:  ", info.client_secret, "\n")
   out:write("  redirect URI:   ", info.redirect_uri, "\n")
-  out:write("  division:       ", tostring(info.division), "  (", tostring(info.accounts), " accounts)\n")
+  out:write("  division:       ", tostring(info.division), "  (", tostring(info.accounts), " accounts)",
+    info.divisions > 1 and ("  and " .. (info.divisions - 1) .. " more: " .. (info.division + 1) .. "…" ..
+      (info.division + info.divisions - 1)) or "", "\n")
   out:write("  error log:      ", info.error_log, "\n")
   out:write("Ctrl-C stops it.\n")
   out:flush()

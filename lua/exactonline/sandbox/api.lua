@@ -1,9 +1,13 @@
---- The sandbox's REST (OData v2) and XML APIs: Bearer check, divisions, rate limits, crm/Accounts with
--- $select/$filter/$top/$skiptoken, bulk/ and sync/ variants, POST/PUT/DELETE, Atom XML without
--- `Accept: application/json`, and /docs/XMLDownload.aspx + XMLUpload.aspx.
+--- The sandbox's REST (OData v2) API: Bearer check, divisions, rate limits per app and division, and every
+-- catalog entity on its regular, bulk/ and sync/ endpoints ($select/$filter/$top/$skiptoken/$inlinecount,
+-- mandatory filters when switched on), sync/Deleted, read/sync/Sync/SyncTimestamp, writes, Atom XML without
+-- `Accept: application/json`. The XML API is exactonline.sandbox.xml.
 local ngx = ngx
 local cjson = require "cjson.safe"
-local data = require "exactonline.sandbox.data"
+local catalog = require "exactonline.sandbox.catalog"
+local store = require "exactonline.sandbox.store"
+local change = require "exactonline.sandbox.change"
+local gen = require "exactonline.sandbox.gen"
 local odata = require "exactonline.sandbox.odata"
 local string, table, math, os, io = string, table, math, os, io
 local tostring, tonumber, type, ipairs, pairs = tostring, tonumber, type, ipairs, pairs
@@ -13,24 +17,8 @@ local _M = {}
 local state = ngx.shared.eo_sandbox_state
 local app -- exactonline.sandbox.app, set per request
 
-local ACCOUNT = "Exact.Web.Api.Models.Account"
 local xesc = odata.xml_escape
-
-local function set_of(list)
-  local s = {}
-  for _, k in ipairs(list) do s[k] = true end
-  return s
-end
-
-local ACCOUNT_FIELDS = data.account_fields
-local ACCOUNT_SET = set_of(ACCOUNT_FIELDS)
-local SYNC_FIELDS = {}
-for i, k in ipairs(ACCOUNT_FIELDS) do SYNC_FIELDS[i] = k end
-SYNC_FIELDS[#SYNC_FIELDS + 1] = "Timestamp"
-local SYNC_SET = set_of(SYNC_FIELDS)
-local WRITABLE = { Code = true, Name = true, City = true, Country = true, Postcode = true, AddressLine1 = true,
-                   Email = true, Phone = true, Website = true, Status = true, IsSupplier = true, IsSales = true,
-                   VATNumber = true, Blocked = true }
+local null = cjson.null
 
 local function wants_json()
   local accept = ngx.var.http_accept or ""
@@ -40,6 +28,7 @@ end
 local function base_url()
   return ngx.var.scheme .. "://" .. (ngx.var.http_host or ("localhost:" .. ngx.var.server_port))
 end
+_M.base_url = base_url
 
 local function send(status, ctype, text)
   ngx.status = status
@@ -49,6 +38,7 @@ local function send(status, ctype, text)
   if text ~= "" then ngx.print(text) end
   return ngx.exit(status)
 end
+_M.send = send
 
 --- the error envelope, as JSON or (without Accept: application/json) XML
 local function fail(status, message, reason)
@@ -61,13 +51,14 @@ local function fail(status, message, reason)
     '<?xml version="1.0" encoding="utf-8"?><error xmlns="http://schemas.microsoft.com/ado/2007/08/dataservices' ..
     '/metadata"><code></code><message xml:lang="">' .. xesc(message) .. '</message></error>')
 end
+_M.fail = fail
 
 -- rate limits ---------------------------------------------------------------------------------------
 
 local function fmt_ms(x) return string.format("%.0f", x) end
 
 --- count one call for client+division; answers 429 itself (returns false) when a limit is spent
-local function rate_limit(client_id, division)
+function _M.rate_limit(client_id, division)
   local m, d, w = app.limits()
   local now = app.now()
   local widx = math.floor(now / w)
@@ -113,23 +104,36 @@ end
 
 -- rendering -----------------------------------------------------------------------------------------
 
-local function project(row, fields, uri, etype)
+-- what Exact sends for a property without a value: booleans false, numbers 0, the rest null
+local DEFAULTS = { Boolean = false, Int16 = 0, Int32 = 0, Int64 = 0, Double = 0 }
+
+--- project(row, fields, types, uri, etype, nav) --> the JSON object of one row
+local function project(row, fields, types, uri, etype, nav)
   local out = { __metadata = { uri = uri, type = etype } }
   for _, f in ipairs(fields) do
     local v = row[f]
-    if v == nil then v = cjson.null end
+    if v == nil then
+      if nav and nav[f] then
+        v = { __deferred = { uri = uri .. "/" .. f } }
+      else
+        v = DEFAULTS[types[f]]
+        if v == nil then v = null end
+      end
+    end
     out[f] = v
   end
   return out
 end
+_M.project = project
 
 local function edm(v)
   if type(v) == "boolean" then return ' m:type="Edm.Boolean"', tostring(v) end
   if type(v) == "number" then
     return ' m:type="Edm.Int64"', (v == math.floor(v)) and fmt_ms(v) or tostring(v)
   end
-  if v == nil or v == cjson.null then return ' m:null="true"', "" end
-  local ms = data.date_ms(v)
+  if v == nil or v == null then return ' m:null="true"', "" end
+  if type(v) == "table" then return "", "" end
+  local ms = tonumber((tostring(v)):match("^/Date%((%-?%d+)%)/$"))
   if ms then return ' m:type="Edm.DateTime"', os.date("!%Y-%m-%dT%H:%M:%S", math.floor(ms / 1000)) end
   return "", tostring(v)
 end
@@ -182,114 +186,199 @@ local function reply_entity(status, obj, headers)
     '<?xml version="1.0" encoding="utf-8"?>' .. atom_entry(obj):gsub("^<entry>", "<entry" .. NS .. ">"))
 end
 
--- lists ---------------------------------------------------------------------------------------------
+-- query options ---------------------------------------------------------------------------------------
 
 local function first(v)
   if type(v) == "table" then return v[1] end
   return v
 end
 
---- a list answer with OData paging. spec = { rows, fields (array), set, page, order = "id"|"ts",
--- need_select, uri_of(row), etype, title }
-local function list(spec)
+local function set_of(list)
+  local s = {}
+  for _, k in ipairs(list) do s[k] = true end
+  return s
+end
+
+--- the query options of a list request, checked: { select, filter, top, skip, count_all, fields, pred, used }
+local function options(args, field_list, field_set, nav)
+  local o = {}
+  o.select, o.filter = first(args["$select"]), first(args["$filter"])
+  if type(o.select) ~= "string" then o.select = nil end
+  if type(o.filter) ~= "string" or o.filter == "" then o.filter = nil end
+  local all = field_list
+  if nav then
+    all = {}
+    for i, f in ipairs(field_list) do all[i] = f end
+    for _, f in ipairs(nav) do all[#all + 1] = f end
+  end
+  local sel_set = field_set
+  if nav then sel_set = set_of(all) end
+  local fields, err = odata.select(o.select, sel_set, all)
+  if err then return nil, err end
+  o.fields = fields or all
+  if o.filter then
+    local pred, perr, used = odata.compile(o.filter, field_set)
+    if not pred then return nil, perr end
+    o.pred, o.used = pred, used
+  end
+  local top_arg = first(args["$top"])
+  if top_arg then
+    o.top = tonumber(top_arg)
+    if not o.top or o.top < 0 then return nil, "$top must be a non-negative integer." end
+  end
+  o.skip = first(args["$skiptoken"])
+  if type(o.skip) ~= "string" or o.skip == "" then o.skip = nil end
+  o.count_all = first(args["$inlinecount"]) == "allpages"
+  return o
+end
+
+local function next_link(o, taken, token)
+  local q = {}
+  if o.select then q[#q + 1] = "$select=" .. odata.escape_query(o.select) end
+  if o.filter then q[#q + 1] = "$filter=" .. odata.escape_query(o.filter) end
+  if o.top then q[#q + 1] = "$top=" .. (o.top - taken) end
+  if o.count_all then q[#q + 1] = "$inlinecount=allpages" end
+  q[#q + 1] = "$skiptoken=" .. token
+  return base_url() .. ngx.var.uri .. "?" .. table.concat(q, "&")
+end
+
+local function mandatory_refusal(e, o)
+  if not state:get("cfg:mandatory_filters") or not e.mandatory_set then return nil end
+  for f in pairs(o.used or {}) do
+    if e.mandatory_set[f] then return nil end
+  end
+  return "This endpoint has mandatory filtering applied. A GET request for this endpoint must have a $filter " ..
+    "parameter with one of the following fields in the url:" .. e.mandatory .. "."
+end
+
+-- entity endpoints ------------------------------------------------------------------------------------
+
+local function entity_uri(div, e, key)
+  return base_url() .. "/api/v1/" .. div .. "/" .. e.path .. "(guid'" .. key .. "')"
+end
+
+local function nav_set(e)
+  return e.navigation and set_of(e.navigation) or nil
+end
+
+--- regular and bulk lists: rows in index order, $skiptoken=guid'<key of the last row>'
+local function list_regular(div, e, kind)
   local args = ngx.req.get_uri_args(100)
-  local select_arg, filter_arg = first(args["$select"]), first(args["$filter"])
-  local top_arg, skip_arg = first(args["$top"]), first(args["$skiptoken"])
-  if type(select_arg) ~= "string" then select_arg = nil end
-  if type(filter_arg) ~= "string" then filter_arg = nil end
-  if spec.need_select and not select_arg then
+  local bulk = kind == "bulk"
+  if bulk and type(first(args["$select"])) ~= "string" then
     return fail(400, "$select is mandatory for bulk endpoints: specify the properties to return.")
   end
-  local fields, err = odata.select(select_arg, spec.set, spec.fields)
-  if err then return fail(400, err) end
-  fields = fields or spec.fields
-  local pred
-  if filter_arg and filter_arg ~= "" then
-    pred, err = odata.compile(filter_arg, spec.set)
-    if not pred then return fail(400, err) end
-  end
-  local top = tonumber(top_arg)
-  if top_arg and (not top or top < 0) then return fail(400, "$top must be a non-negative integer.") end
-  local after
-  if type(skip_arg) == "string" and skip_arg ~= "" then
-    if spec.order == "ts" then
-      after = tonumber(skip_arg:match("^(%d+)[Ll]?$"))
-    else
-      after = skip_arg:match("^guid'(.-)'$")
-      after = after and after:lower()
-    end
+  local o, err = options(args, e.fields, e.field_set, e.navigation)
+  if not o then return fail(400, err) end
+  local refusal = mandatory_refusal(e, o)
+  if refusal then return fail(400, refusal) end
+  local after = 0
+  if o.skip then
+    local g = o.skip:match("^guid'(.-)'$")
+    after = g and change.index_of(div, e, g)
     if not after then return fail(400, "Invalid $skiptoken.") end
   end
-  local page = spec.page
-  local limit = top and math.min(top, page) or page
+  local page = bulk and 1000 or 60
+  local limit = o.top and math.min(o.top, page) or page
+  local nav = nav_set(e)
   local out, last, more, total = {}, nil, false, 0
-  local count_all = first(args["$inlinecount"]) == "allpages"
-  for _, row in ipairs(spec.rows) do
-    local key = spec.order == "ts" and row.Timestamp or row.ID
-    if (not pred or pred(row)) then
+  local n = change.count(div, e)
+  for i = o.count_all and 1 or (after + 1), n do
+    local row = change.row(div, e, i)
+    if row and (not o.pred or o.pred(row)) then
       total = total + 1
-      if after == nil or key > after then
+      if i > after then
         if #out < limit then
-          out[#out + 1] = project(row, fields, spec.uri_of(row), spec.etype)
-          last = key
+          out[#out + 1] = project(row, o.fields, e.types, entity_uri(div, e, row[e.key]), e.type, nav)
+          last = row[e.key]
         else
           more = true
-          if not count_all then break end
+          if not o.count_all then break end
         end
       end
     end
   end
-  if top and top <= page then more = false end
-  local next_url
-  if more and last then
-    local q = {}
-    if select_arg then q[#q + 1] = "$select=" .. odata.escape_query(select_arg) end
-    if filter_arg then q[#q + 1] = "$filter=" .. odata.escape_query(filter_arg) end
-    if top then q[#q + 1] = "$top=" .. (top - #out) end
-    if count_all then q[#q + 1] = "$inlinecount=allpages" end
-    if spec.order == "ts" then
-      q[#q + 1] = "$skiptoken=" .. fmt_ms(last) .. "L"
-    else
-      q[#q + 1] = "$skiptoken=guid'" .. last .. "'"
-    end
-    next_url = base_url() .. ngx.var.uri .. "?" .. table.concat(q, "&")
+  if o.top and o.top <= page then more = false end
+  local next_url = (more and last) and next_link(o, #out, "guid'" .. last .. "'") or nil
+  return reply_list(e.path:match("[^/]+$"), out, next_url, o.count_all and total or nil)
+end
+
+--- sync lists: rows in Timestamp order from `Timestamp gt N`, $skiptoken=<last Timestamp>L
+local function list_sync(div, e)
+  local args = ngx.req.get_uri_args(100)
+  local o, err = options(args, e.sync_fields, e.sync_set)
+  if not o then return fail(400, err) end
+  local after = odata.lower_bound(o.filter, "Timestamp") or 0
+  if o.skip then
+    local t = tonumber(o.skip:match("^(%d+)[Ll]?$"))
+    if not t then return fail(400, "Invalid $skiptoken.") end
+    if t > after then after = t end
   end
-  return reply_list(spec.title, out, next_url, count_all and total or nil)
-end
-
--- endpoints -----------------------------------------------------------------------------------------
-
-local function me(division)
-  local fields = { "UserID", "UserName", "FullName", "FirstName", "LastName", "Email", "CurrentDivision",
-                   "DivisionCustomer", "DivisionCustomerName", "Language", "LanguageCode" }
-  local row = { UserID = "5a8e1d30-7c6b-4e2f-9a14-3b0c5d7e9f21", UserName = "sandbox@example.com",
-                FullName = "Sandbox Gebruiker", FirstName = "Sandbox", LastName = "Gebruiker",
-                Email = "sandbox@example.com", CurrentDivision = division,
-                DivisionCustomer = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9", DivisionCustomerName = "Sandbox BV",
-                Language = "NL-NL", LanguageCode = "nl-NL" }
-  return list{ rows = { row }, fields = fields, set = set_of(fields), page = 60, order = "id",
-               etype = "Exact.Web.Api.System.Me", title = "Me",
-               uri_of = function(r) return base_url() .. "/api/v1/current/Me(guid'" .. r.UserID .. "')" end }
-end
-
-local function divisions(division)
-  local fields = { "Code", "Description", "HID", "Customer", "CustomerName", "Country", "Currency", "Current",
-                   "Started", "Status" }
-  local rows = {}
-  for i, d in ipairs(app.divisions()) do
-    rows[i] = { Code = d, Description = (i == 1) and "Sandbox BV" or ("Sandbox Dochter " .. i), HID = i,
-                Customer = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9", CustomerName = "Sandbox BV", Country = "NL",
-                Currency = "EUR", Current = (d == app.settings.division), Started = "/Date(1577836800000)/",
-                Status = 1, ID = tostring(d) }
+  local limit = o.top and math.min(o.top, 1000) or 1000
+  local rows, more = store.sync(div, e.store, after, limit, o.pred)
+  local out = {}
+  local prefix = base_url() .. "/api/v1/" .. div .. "/" .. e.sync .. "("
+  for i, row in ipairs(rows) do
+    out[i] = project(row, o.fields, e.sync_types, prefix .. fmt_ms(row.Timestamp) .. "L)", e.type)
   end
-  return list{ rows = rows, fields = fields, set = set_of(fields), page = 60, order = "id",
-               etype = "Exact.Web.Api.Models.HRM.Division", title = "Divisions",
-               uri_of = function(r) return base_url() .. "/api/v1/" .. division .. "/system/Divisions(" ..
-                 r.Code .. ")" end }
+  if o.top and o.top <= 1000 then more = false end
+  local next_url = (more and #rows > 0) and next_link(o, #out, fmt_ms(rows[#rows].Timestamp) .. "L") or nil
+  return reply_list(e.sync:match("[^/]+$"), out, next_url)
 end
 
-local function account_uri(division, id)
-  return base_url() .. "/api/v1/" .. division .. "/crm/Accounts(guid'" .. id .. "')"
+local DELETED_TYPES = catalog.deleted_types
+
+local function list_deleted(div)
+  local args = ngx.req.get_uri_args(100)
+  local names = catalog.deleted_fields
+  local o, err = options(args, names, set_of(names))
+  if not o then return fail(400, err) end
+  local after = odata.lower_bound(o.filter, "Timestamp") or 0
+  if o.skip then
+    local t = tonumber(o.skip:match("^(%d+)[Ll]?$"))
+    if not t then return fail(400, "Invalid $skiptoken.") end
+    if t > after then after = t end
+  end
+  local limit = o.top and math.min(o.top, 1000) or 1000
+  local rows, more = store.deleted(div, after, limit, o.pred)
+  local out = {}
+  local prefix = base_url() .. "/api/v1/" .. div .. "/sync/Deleted("
+  for i, row in ipairs(rows) do
+    out[i] = project(row, o.fields, DELETED_TYPES, prefix .. fmt_ms(row.Timestamp) .. "L)",
+      "Exact.Web.Api.Models.Sync.Deleted")
+  end
+  if o.top and o.top <= 1000 then more = false end
+  local next_url = (more and #rows > 0) and next_link(o, #out, fmt_ms(rows[#rows].Timestamp) .. "L") or nil
+  return reply_list("Deleted", out, next_url)
+end
+
+-- read/sync/Sync/SyncTimestamp?modified=datetime'…'&endPoint='TransactionLines'
+local function sync_timestamp(div)
+  local args = ngx.req.get_uri_args(20)
+  local modified, endpoint
+  for k, v in pairs(args) do
+    if k:lower() == "modified" then modified = first(v) end
+    if k:lower() == "endpoint" then endpoint = first(v) end
+  end
+  if type(modified) ~= "string" or type(endpoint) ~= "string" then
+    return fail(400, "For this function to work correctly, you must supply all parameters: modified, endPoint.")
+  end
+  local dt = modified:match("^datetime'(.-)'$") or modified
+  local ms = odata.datetime_ms(dt)
+  if not ms then return fail(400, "Invalid value for parameter modified: " .. modified) end
+  local name = endpoint:match("^'(.-)'$") or endpoint
+  local e
+  for _, x in ipairs(catalog.entities) do
+    if x.sync_endpoint and x.sync_endpoint:lower() == name:lower() then e = x end
+  end
+  if not e then return fail(400, "The endPoint value '" .. name .. "' is not supported.") end
+  local ts = store.first_modified(div, e.store, ms)
+  local row = { Modified = gen.date(ms), API = e.sync_endpoint, TimeStampAsBigInt = ts or null }
+  local fields = { "Modified", "API", "TimeStampAsBigInt" }
+  local o, err = options(args, fields, set_of(fields))
+  if not o then return fail(400, err) end
+  return reply_list("SyncTimestamp", { project(row, o.fields, { TimeStampAsBigInt = "Int64" },
+    base_url() .. "/api/v1/" .. div .. "/read/sync/Sync/SyncTimestamp", "Exact.Web.Api.Models.Sync.SyncTimestamp") })
 end
 
 local function read_json_body()
@@ -308,200 +397,155 @@ local function read_json_body()
   return obj
 end
 
-local function apply(row, obj)
+-- what a write may not set
+local READ_ONLY = { ID = true, Division = true, Created = true, Creator = true, CreatorFullName = true,
+                    Modified = true, Modifier = true, ModifierFullName = true, Timestamp = true, InvoiceID = true }
+
+local function writable(e, obj)
+  local out = {}
   for k, v in pairs(obj) do
-    if not WRITABLE[k] and not ACCOUNT_SET[k] then
-      return nil, "Property '" .. tostring(k) .. "' does not exist on type '" .. ACCOUNT .. "'."
+    if not e.field_set[k] then
+      return nil, "Property '" .. tostring(k) .. "' does not exist on type '" .. e.type .. "'."
     end
-    if WRITABLE[k] then
-      if k == "Code" then v = data.pad_code(v) end
-      row[k] = v
+    if not READ_ONLY[k] then
+      if k == "Code" and e.name == "accounts" then v = gen.pad_code(v) end
+      out[k] = v
     end
   end
+  return out
+end
+
+-- an account's Code must be unique; a new account without one gets the highest numeric code + 1.
+-- Generated account i has code i: only changed rows need a look.
+local function account_code(div, fields)
+  local n = store.base("accounts")
+  local changed = store.changed_indexes(div, "accounts")
+  if fields.Code then
+    local c = tonumber(fields.Code)
+    local candidates = {}
+    if c and c >= 1 and c <= n and c == math.floor(c) then candidates[1] = c end
+    for i in pairs(changed) do candidates[#candidates + 1] = i end
+    for _, i in ipairs(candidates) do
+      local r = store.get(div, "accounts", i)
+      if r and r.Code == fields.Code then
+        return nil, "Code: the code '" .. fields.Code:match("^%s*(.-)$") .. "' already exists."
+      end
+    end
+    return true
+  end
+  local max = n
+  for i in pairs(changed) do
+    local r = store.get(div, "accounts", i)
+    if r then max = math.max(max, tonumber(r.Code) or 0) end
+  end
+  fields.Code = gen.pad_code(max + 1)
   return true
 end
 
-local function accounts(division, method, key)
-  local rows = data.rows(division)
-  if not rows then return fail(404, "Not found") end
-  if method == "GET" and not key then
-    return list{ rows = rows, fields = ACCOUNT_FIELDS, set = ACCOUNT_SET, page = 60, order = "id",
-                 etype = ACCOUNT, title = "Accounts",
-                 uri_of = function(r) return account_uri(division, r.ID) end }
+local function write(div, e, method, key)
+  if not e.allowed[method] then return fail(405, "Method not allowed.") end
+  if method == "POST" then
+    if key then return fail(405, "Method not allowed.") end
+    local obj, err = read_json_body()
+    if not obj then return fail(400, err) end
+    local fields, werr = writable(e, obj)
+    if not fields then return fail(400, werr) end
+    if e.name == "accounts" then
+      if type(obj.Name) ~= "string" or obj.Name == "" then return fail(400, "Name: mandatory field.") end
+      local ok, cerr = account_code(div, fields)
+      if not ok then return fail(400, cerr) end
+    end
+    local made, cerr = change.create(div, e, 1, fields, app)
+    if not made then return fail(400, cerr) end
+    local row = made[1]
+    local uri = entity_uri(div, e, row[e.key])
+    return reply_entity(201, project(row, e.fields, e.types, uri, e.type, nav_set(e)), { Location = uri })
   end
-  local _, by_id = data.rows(division)
+  local i = key and change.index_of(div, e, key)
+  if not i or not change.row(div, e, i) then return fail(404, "Not found.") end
+  if method == "PUT" then
+    local obj, err = read_json_body()
+    if not obj then return fail(400, err) end
+    local fields, werr = writable(e, obj)
+    if not fields then return fail(400, werr) end
+    local ok, uerr = change.update(div, e, { i }, fields, app)
+    if not ok then return fail(400, uerr) end
+    return send(204, "application/json; charset=utf-8", "")
+  end
+  local ok, derr = change.delete(div, e, { i }, app)
+  if not ok then return fail(400, derr) end
+  return send(204, "application/json; charset=utf-8", "")
+end
+
+local function entity(div, e, kind, method, key)
+  if kind == "sync" then
+    if method ~= "GET" then return fail(405, "Method not allowed.") end
+    return list_sync(div, e)
+  end
+  if kind == "bulk" then
+    if method ~= "GET" then return fail(405, "Method not allowed.") end
+    return list_regular(div, e, "bulk")
+  end
+  if method == "GET" and not key then return list_regular(div, e, "regular") end
   if method == "GET" then
-    local row = by_id[key]
-    if not row then return fail(404, "Account not found.") end
+    local i = change.index_of(div, e, key)
+    local row = i and change.row(div, e, i)
+    if not row then return fail(404, "Not found.") end
     local args = ngx.req.get_uri_args(20)
-    local fields, err = odata.select(first(args["$select"]), ACCOUNT_SET, ACCOUNT_FIELDS)
-    if err then return fail(400, err) end
-    return reply_entity(200, project(row, fields or ACCOUNT_FIELDS, account_uri(division, row.ID), ACCOUNT))
-  elseif method == "POST" and not key then
-    local obj, err = read_json_body()
-    if not obj then return fail(400, err) end
-    if type(obj.Name) ~= "string" or obj.Name == "" then return fail(400, "Name: mandatory field.") end
-    local created, cerr = data.modify(division, function(all)
-      local row = { ID = data.new_guid(), Division = division, Status = "C", IsSupplier = false, IsSales = true,
-                    Blocked = false }
-      local maxcode = 0
-      for _, r in ipairs(all) do maxcode = math.max(maxcode, tonumber(r.Code) or 0) end
-      local ok, aerr = apply(row, obj)
-      if not ok then return nil, aerr end
-      if row.Code == nil then row.Code = data.pad_code(maxcode + 1) end
-      for _, r in ipairs(all) do
-        if r.Code == row.Code then return nil, "Code: the code '" .. row.Code:match("^%s*(.-)$") ..
-          "' already exists." end
-      end
-      local ms = app.now() * 1000
-      row.Created, row.Modified = data.now_date(ms), data.now_date(ms)
-      row.Timestamp = data.next_timestamp()
-      all[#all + 1] = row
-      return row
-    end)
-    if not created then return fail(400, cerr or "Could not create the account.") end
-    return reply_entity(201, project(created, ACCOUNT_FIELDS, account_uri(division, created.ID), ACCOUNT),
-      { Location = account_uri(division, created.ID) })
-  elseif method == "PUT" and key then
-    if not by_id[key] then return fail(404, "Account not found.") end
-    local obj, err = read_json_body()
-    if not obj then return fail(400, err) end
-    local ok, merr = data.modify(division, function(all)
-      for _, r in ipairs(all) do
-        if r.ID == key then
-          local done, aerr = apply(r, obj)
-          if not done then return nil, aerr end
-          r.Modified = data.now_date(app.now() * 1000)
-          r.Timestamp = data.next_timestamp()
-          return true
-        end
-      end
-      return nil, "Account not found."
-    end)
-    if not ok then return fail(merr == "Account not found." and 404 or 400, merr) end
-    return send(204, "application/json; charset=utf-8", "")
-  elseif method == "DELETE" and key then
-    local ok = data.modify(division, function(all)
-      for i, r in ipairs(all) do
-        if r.ID == key then
-          table.remove(all, i)
-          return true
-        end
-      end
-      return nil
-    end)
-    if not ok then return fail(404, "Account not found.") end
-    return send(204, "application/json; charset=utf-8", "")
+    local o, err = options(args, e.fields, e.field_set, e.navigation)
+    if not o then return fail(400, err) end
+    return reply_entity(200, project(row, o.fields, e.types, entity_uri(div, e, row[e.key]), e.type, nav_set(e)))
   end
-  return fail(405, "Method not allowed.")
+  return write(div, e, method, key)
 end
 
-local function bulk_accounts(division)
-  local rows = data.rows(division)
-  return list{ rows = rows, fields = ACCOUNT_FIELDS, set = ACCOUNT_SET, page = 1000, order = "id",
-               need_select = true, etype = ACCOUNT, title = "Accounts",
-               uri_of = function(r) return account_uri(division, r.ID) end }
+-- system ------------------------------------------------------------------------------------------------
+
+local function me(division)
+  local fields = { "UserID", "UserName", "FullName", "FirstName", "LastName", "Email", "CurrentDivision",
+                   "DivisionCustomer", "DivisionCustomerName", "Language", "LanguageCode" }
+  local row = { UserID = gen.users[1][1], UserName = "sandbox@example.com",
+                FullName = "Sandbox Gebruiker", FirstName = "Sandbox", LastName = "Gebruiker",
+                Email = "sandbox@example.com", CurrentDivision = division,
+                DivisionCustomer = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9", DivisionCustomerName = "Sandbox BV",
+                Language = "NL-NL", LanguageCode = "nl-NL" }
+  local o, err = options(ngx.req.get_uri_args(20), fields, set_of(fields))
+  if not o then return fail(400, err) end
+  return reply_list("Me", { project(row, o.fields, {}, base_url() .. "/api/v1/current/Me(guid'" .. row.UserID ..
+    "')", "Exact.Web.Api.System.Me") })
 end
 
-local function sync_accounts(division)
-  return list{ rows = data.rows_by_timestamp(division), fields = SYNC_FIELDS, set = SYNC_SET, page = 1000, order = "ts",
-               etype = "Exact.Web.Api.Models.Sync.CRM.Account", title = "Accounts",
-               uri_of = function(r) return base_url() .. "/api/v1/" .. division .. "/sync/CRM/Accounts(" ..
-                 fmt_ms(r.Timestamp) .. "L)" end }
+local DIVISION_TYPES = catalog.division_types
+
+function _M.division_row(d, i)
+  return { Code = d, Description = store.division_name(d), Hid = i, Customer = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9",
+           CustomerCode = "                 1", CustomerName = "Sandbox BV", Country = "NL", Currency = "EUR",
+           Current = (d == app.settings.division), Started = nil, StartDate = "/Date(1577836800000)/",
+           Status = 1, Legislation = "NL", BlockingStatus = 0, IsMainDivision = (i == 1),
+           IsDossierDivision = false, IsHRDivision = false, IsPracticeDivision = false, TemplateCode = "1",
+           City = "Delft", AddressLine1 = "Markt " .. i, Postcode = "2611 GP", VATNumber = "NL00000000" .. i .. "B01",
+           Email = "administratie" .. i .. "@sandbox.example", Created = "/Date(1577836800000)/",
+           Modified = "/Date(1577836800000)/", Creator = gen.users[1][1], CreatorFullName = gen.users[1][2],
+           ShareCapital = 18000 }
 end
 
--- XML API -------------------------------------------------------------------------------------------
-
-local XML_PAGE = 100
-
-local function xml_send(status, body)
-  return send(status, "application/xml; charset=utf-8", '<?xml version="1.0" encoding="utf-8"?>' .. body)
-end
-
-local function xml_download(division, args)
-  local topic = first(args.Topic) or first(args.topic)
-  if type(topic) ~= "string" or topic:lower() ~= "accounts" then
-    return xml_send(400, "<eExact><Messages><Message type=\"0\"><Description>Unknown topic</Description>" ..
-      "</Message></Messages></eExact>")
-  end
-  local from = 0
-  local paging = first(args.TSPaging)
-  if type(paging) == "string" and paging ~= "" then
-    from = tonumber(paging:match("^0[xX](%x+)$") or "", 16)
-    if not from then return xml_send(400, "<eExact><Messages><Message type=\"0\"><Description>Invalid TSPaging" ..
-      "</Description></Message></Messages></eExact>") end
-  end
-  local sorted = {}
-  for _, r in ipairs(data.rows_by_timestamp(division)) do
-    if r.Timestamp > from then sorted[#sorted + 1] = r end
-  end
-  local parts, last = {}, from
-  for i = 1, math.min(XML_PAGE, #sorted) do
-    local r = sorted[i]
-    last = r.Timestamp
-    parts[#parts + 1] = '<Account code="' .. xesc(r.Code) .. '" status="' .. xesc(r.Status) .. '" ID="{' ..
-      r.ID:upper() .. '}"><Name>' .. xesc(r.Name) .. "</Name><Email>" .. xesc(r.Email) .. "</Email><Phone>" ..
-      xesc(r.Phone) .. "</Phone><Address><City>" .. xesc(r.City) .. '</City><Country code="' ..
-      xesc(r.Country) .. '" /></Address></Account>'
-  end
-  return xml_send(200, '<eExact xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ' ..
-    'xsi:noNamespaceSchemaLocation="eExact-Schema.xsd"><Accounts>' .. table.concat(parts) ..
-    '</Accounts><Topics><Topic code="Accounts" ts_d="' .. string.format("0x%016X", last) .. '" count="' ..
-    #parts .. '" pagesize="' .. XML_PAGE .. '" /></Topics></eExact>')
-end
-
-local function xml_unescape(s)
-  return (s:gsub("&(%w+);", { amp = "&", lt = "<", gt = ">", quot = '"', apos = "'" }))
-end
-
-local function xml_upload(division, args)
-  local topic = first(args.Topic) or first(args.topic)
-  if type(topic) ~= "string" or topic:lower() ~= "accounts" then
-    return xml_send(400, "<eExact><Messages><Message type=\"0\"><Description>Unknown topic</Description>" ..
-      "</Message></Messages></eExact>")
-  end
-  ngx.req.read_body()
-  local body = ngx.req.get_body_data() or ""
-  local msgs = {}
-  for attrs, inner in body:gmatch("<Account(%s[^>]*)>(.-)</Account>") do
-    local code = attrs:match('code="([^"]*)"')
-    local name = inner:match("<Name>(.-)</Name>")
-    if not code or not name then
-      msgs[#msgs + 1] = '<Message type="0"><Topic code="Accounts" node="Account" /><Description>' ..
-        "Account: code and Name are mandatory</Description></Message>"
-    else
-      code, name = data.pad_code(xml_unescape(code)), xml_unescape(name)
-      local what = data.modify(division, function(all)
-        local ms = app.now() * 1000
-        for _, r in ipairs(all) do
-          if r.Code == code then
-            r.Name = name
-            r.Modified = data.now_date(ms)
-            r.Timestamp = data.next_timestamp()
-            return "Updated"
-          end
-        end
-        all[#all + 1] = { ID = data.new_guid(), Code = code, Name = name, Division = division, Status = "C",
-                          IsSupplier = false, IsSales = true, Blocked = false, Created = data.now_date(ms),
-                          Modified = data.now_date(ms), Timestamp = data.next_timestamp() }
-        return "Created"
-      end)
-      msgs[#msgs + 1] = '<Message type="2"><Topic code="Accounts" node="Account"><Data keyAlt="' ..
-        xesc(code:match("^%s*(.-)$")) .. '" /></Topic><Description>' .. (what or "Failed") ..
-        "</Description></Message>"
+local function divisions(division, which)
+  local rows = {}
+  for i, d in ipairs(store.divisions()) do rows[i] = _M.division_row(d, i) end
+  local fields = catalog.division_fields
+  local o, err = options(ngx.req.get_uri_args(50), fields, set_of(fields))
+  if not o then return fail(400, err) end
+  local out = {}
+  for _, r in ipairs(rows) do
+    if not o.pred or o.pred(r) then
+      out[#out + 1] = project(r, o.fields, DIVISION_TYPES, base_url() .. "/api/v1/" .. division .. "/" .. which ..
+        "(" .. r.Code .. ")", "Exact.Web.Api.Models.HRM.Division")
     end
   end
-  return xml_send(200, "<eExact><Messages>" .. table.concat(msgs) .. "</Messages></eExact>")
+  return reply_list(which:match("[^/]+$"), out)
 end
 
 -- dispatch ------------------------------------------------------------------------------------------
-
-local function allowed(division)
-  for _, d in ipairs(app.divisions()) do
-    if d == division then return true end
-  end
-  return false
-end
 
 function _M.handle(the_app)
   app = the_app
@@ -528,11 +572,9 @@ function _M.handle(the_app)
   if is_xml then
     local args = ngx.req.get_uri_args(100)
     local division = tonumber(first(args._Division_)) or app.settings.division
-    if not allowed(division) then return fail(403, "Forbidden - WrongDivision") end
-    if not rate_limit(tok.client_id, division) then return end
-    if lower == "/docs/xmldownload.aspx" then return xml_download(division, args) end
-    if method ~= "POST" then return fail(405, "Use POST") end
-    return xml_upload(division, args)
+    if not store.has_division(division) then return fail(403, "Forbidden - WrongDivision") end
+    if not _M.rate_limit(tok.client_id, division) then return end
+    return require("exactonline.sandbox.xml").handle(app, _M, division, lower, method, args)
   end
 
   local div, rest = uri:match("^/api/v1/([^/]+)/(.+)$")
@@ -544,9 +586,9 @@ function _M.handle(the_app)
     division = app.settings.division
   else
     division = tonumber(div)
-    if not division or not allowed(division) then return fail(403, "Forbidden - WrongDivision") end
+    if not division or not store.has_division(division) then return fail(403, "Forbidden - WrongDivision") end
   end
-  if not rate_limit(tok.client_id, division) then return end
+  if not _M.rate_limit(tok.client_id, division) then return end
 
   if div == "current" then
     if method ~= "GET" then return fail(405, "Method not allowed.") end
@@ -554,24 +596,25 @@ function _M.handle(the_app)
   end
   if lrest == "system/divisions" or lrest == "system/alldivisions" or lrest == "hrm/divisions" then
     if method ~= "GET" then return fail(405, "Method not allowed.") end
-    return divisions(division)
+    return divisions(division, rest)
   end
-  if lrest == "crm/accounts" then
-    return accounts(division, method, nil)
-  end
-  local key = lrest:match("^crm/accounts%(guid'(%x+%-%x+%-%x+%-%x+%-%x+)'%)$")
-  if key then
-    return accounts(division, method, key)
-  end
-  if lrest == "bulk/crm/accounts" then
+  if lrest == "sync/deleted" then
     if method ~= "GET" then return fail(405, "Method not allowed.") end
-    return bulk_accounts(division)
+    return list_deleted(division)
   end
-  if lrest == "sync/crm/accounts" then
+  if lrest == "read/sync/sync/synctimestamp" then
     if method ~= "GET" then return fail(405, "Method not allowed.") end
-    return sync_accounts(division)
+    return sync_timestamp(division)
   end
-  return fail(404, "Not found: " .. uri)
+  if lrest == "webhooks/webhooksubscriptions" or lrest:match("^webhooks/webhooksubscriptions%(") then
+    return require("exactonline.sandbox.webhooks").handle(app, _M, division, method, rest, tok)
+  end
+  local path, key = lrest, nil
+  local p, k = lrest:match("^(.-)%(guid'(%x+%-%x+%-%x+%-%x+%-%x+)'%)$")
+  if p then path, key = p, k end
+  local hit = catalog.by_path[path]
+  if not hit or (key and hit.kind ~= "regular") then return fail(404, "Not found: " .. uri) end
+  return entity(division, hit.entity, hit.kind, method, key)
 end
 
 return _M

@@ -1,9 +1,12 @@
 --- The sandbox app (runs inside nginx): OAuth endpoints, control endpoints, dispatch to the API.
 -- All state lives in lua_shared_dicts so every worker agrees: eo_sandbox_state (tokens, counters,
--- faults, clock, limits: flushed by /_sandbox/reset) and eo_sandbox_data (accounts: kept).
+-- faults, clock, limits: flushed by /_sandbox/reset) and eo_sandbox_data (the administrations' changes:
+-- kept, unless /_sandbox/reset?data=1).
 local ngx = ngx
 local cjson = require "cjson.safe"
-local data = require "exactonline.sandbox.data"
+local catalog = require "exactonline.sandbox.catalog"
+local store = require "exactonline.sandbox.store"
+local change = require "exactonline.sandbox.change"
 local odata = require "exactonline.sandbox.odata"
 local string, table, math, os = string, table, math, os
 local tonumber, type, ipairs, pairs, dofile = tonumber, type, ipairs, pairs, dofile
@@ -11,7 +14,7 @@ local tonumber, type, ipairs, pairs, dofile = tonumber, type, ipairs, pairs, dof
 local _M = {}
 
 local state = ngx.shared.eo_sandbox_state
-local settings = { apps = {}, division = 3167822, accounts = 250 }
+local settings = { apps = {}, division = 3167822, divisions = 2, sizes = {} }
 local apps = {}
 
 _M.CODE_TTL = 180
@@ -26,9 +29,11 @@ _M.STATS = { "token_calls", "code_exchanges", "refreshes", "refresh_attempts", "
 function _M.init(path)
   settings = dofile(path)
   for _, a in ipairs(settings.apps) do apps[a.client_id] = a end
-  data.seed(settings.division, settings.accounts)
-  -- a second company the user can reach, for per-division behaviour
-  data.seed(settings.division + 1, 5)
+  -- the user's companies: division, division + 1, …; each has its own generated administration
+  local list = {}
+  for i = 1, math.max(1, settings.divisions or 2) do list[i] = settings.division + i - 1 end
+  store.configure{ divisions = list, sizes = settings.sizes or {} }
+  store.init_generation()
   _M.settings = settings
   _M.apps = apps
 end
@@ -38,7 +43,7 @@ function _M.init_worker()
 end
 
 function _M.divisions()
-  return { settings.division, settings.division + 1 }
+  return store.divisions()
 end
 
 function _M.now()
@@ -324,7 +329,7 @@ local FAULTS = { html503 = true, html500 = true, garbage = true, truncate = true
 local TOKEN_ONLY = { rotate_error = true }
 
 -- on/off switches of /_sandbox/config (1 or 0): how token answers and 429s look
-local FLAGS = { "no429headers", "expires_in_number", "refresh_keeps" }
+local FLAGS = { "no429headers", "expires_in_number", "refresh_keeps", "mandatory_filters" }
 
 function _M.limits()
   return tonumber(state:get("cfg:minutely")) or 60, tonumber(state:get("cfg:daily")) or 5000,
@@ -350,9 +355,14 @@ end
 
 local function control(path)
   local args = ngx.req.get_uri_args(50)
+  for k, v in pairs(args) do
+    if type(v) == "table" then args[k] = v[#v] end
+  end
   local method = ngx.req.get_method()
   if path == "stats" then
     return json_reply(200, stats())
+  elseif path == "entity" then
+    return _M.entity(args)
   end
   if method ~= "POST" then
     return json_reply(405, { error = "use POST" })
@@ -396,9 +406,104 @@ local function control(path)
     return json_reply(200, { kind = kind, scope = scope, count = tonumber(args.count) or 1 })
   elseif path == "reset" then
     state:flush_all()
-    return json_reply(200, { reset = true })
+    if args.data == "1" then store.reset_data() end
+    return json_reply(200, { reset = true, data = args.data == "1" })
+  elseif path == "change" then
+    return _M.change(args)
   end
   return json_reply(404, { error = "unknown control endpoint" })
+end
+
+-- /_sandbox/change and /_sandbox/entity ---------------------------------------------------------------
+
+local function control_entity(args)
+  local div = tonumber(args.division) or settings.division
+  if not store.has_division(div) then return nil, nil, "unknown division " .. tostring(args.division) end
+  local e = catalog.by_name[type(args.entity) == "string" and args.entity:lower() or ""]
+  if not e then
+    local names = {}
+    for _, x in ipairs(catalog.entities) do names[#names + 1] = x.name end
+    return nil, nil, "entity must be one of " .. table.concat(names, ", ")
+  end
+  return div, e
+end
+
+local function keys_of(e, rows)
+  local out = {}
+  for i, r in ipairs(rows) do out[i] = r[e.key] end
+  return out
+end
+
+--- POST /_sandbox/change?division=D&entity=E&create=N&update=N&delete=N[&keys=K1,K2] (body: fields to set)
+function _M.change(args)
+  local div, e, err = control_entity(args)
+  if not div then return json_reply(400, { error = err }) end
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  local fields
+  if body and body ~= "" then
+    fields = cjson.decode(body)
+    if type(fields) ~= "table" then return json_reply(400, { error = "the body must be a JSON object of fields" }) end
+  end
+  local counts = {}
+  for _, k in ipairs{ "create", "update", "delete" } do
+    counts[k] = tonumber(args[k] or 0)
+    if not counts[k] or counts[k] < 0 or counts[k] ~= math.floor(counts[k]) then
+      return json_reply(400, { error = k .. " must be a whole number" })
+    end
+  end
+  local targets
+  if type(args.keys) == "string" and args.keys ~= "" then
+    targets = {}
+    for k in args.keys:gmatch("[^,]+") do
+      local i = change.index_of(div, e, k)
+      if not i or not change.row(div, e, i) then return json_reply(404, { error = "no row with key " .. k }) end
+      targets[#targets + 1] = i
+    end
+  end
+  local out = { division = div, entity = e.name, created = {}, updated = {}, deleted = {} }
+  if counts.create > 0 then
+    local rows, cerr = change.create(div, e, counts.create, fields, _M)
+    if not rows then return json_reply(400, { error = cerr }) end
+    out.created = keys_of(e, rows)
+  end
+  if counts.update > 0 or (targets and args.delete == nil and counts.create == 0) then
+    local rows, uerr = change.update(div, e, targets or change.pick(div, e, counts.update, "update"), fields, _M)
+    if not rows then return json_reply(400, { error = uerr }) end
+    out.updated = keys_of(e, rows)
+  end
+  if counts.delete > 0 or (targets and args.delete ~= nil) then
+    local rows, derr = change.delete(div, e, targets or change.pick(div, e, counts.delete, "delete"), _M)
+    if not rows then return json_reply(400, { error = derr }) end
+    out.deleted = keys_of(e, rows)
+  end
+  out.timestamp = store.last_timestamp(div)
+  return json_reply(200, out)
+end
+
+--- GET /_sandbox/entity?division=D&entity=E[&view=regular|sync]: every live row, to compare a replica with
+function _M.entity(args)
+  local div, e, err = control_entity(args)
+  if not div then return json_reply(400, { error = err }) end
+  local view = args.view or (e.sync and "sync" or "regular")
+  local api = require "exactonline.sandbox.api"
+  local rows = {}
+  if view == "sync" then
+    if not e.sync then return json_reply(400, { error = e.name .. " has no sync endpoint" }) end
+    local all = store.sync(div, e.store, 0, math.huge)
+    for i, r in ipairs(all) do rows[i] = api.project(r, e.sync_fields, e.sync_types, "", e.type) end
+  elseif view == "regular" then
+    if not e.path then return json_reply(400, { error = e.name .. " has no regular endpoint" }) end
+    for i = 1, change.count(div, e) do
+      local r = change.row(div, e, i)
+      if r then rows[#rows + 1] = api.project(r, e.fields, e.types, "", e.type) end
+    end
+  else
+    return json_reply(400, { error = "view must be regular or sync" })
+  end
+  for _, r in ipairs(rows) do r.__metadata = nil end
+  return json_reply(200, { division = div, entity = e.name, view = view, count = #rows, rows = rows,
+                           timestamp = store.last_timestamp(div) })
 end
 
 function _M.handle()

@@ -10,7 +10,7 @@ _M.defaults = {
   client_secret = "sandbox-secret-7Gq2Lw9Xv4",
   redirect_uri = "https://localhost/callback",
   division = 3167822,
-  accounts = 250,
+  divisions = 2,
   workers = 2,
 }
 
@@ -147,8 +147,48 @@ local function lua_literal(v)
   return "nil"
 end
 
+--- sizes(spec) --> { entity = N } | nil, err: "transactionlines=200000,items=50" (or a table) checked against
+-- the entities whose size can be set
+function _M.sizes(spec)
+  local catalog = require "exactonline.sandbox.catalog"
+  local ok = {}
+  for _, name in ipairs(catalog.sizable()) do ok[name] = true end
+  local out = {}
+  local function add(k, v)
+    k = tostring(k):lower()
+    local n = tonumber(v)
+    if not ok[k] then
+      local names = catalog.sizable()
+      table.sort(names)
+      return nil, "unknown entity '" .. k .. "' in --size (one of " .. table.concat(names, ", ") ..
+        "; salesinvoicelines follow salesinvoices, paymentterms follow transactionlines)"
+    end
+    if not n or n < 0 or n ~= math.floor(n) then return nil, "--size " .. k .. " needs a whole number" end
+    out[k] = n
+    return true
+  end
+  if type(spec) == "table" and spec[1] then -- a list of "entity=N[,entity=N]" (repeated --size)
+    spec = table.concat(spec, ",")
+  end
+  if type(spec) == "table" then
+    for k, v in pairs(spec) do
+      local good, err = add(k, v)
+      if not good then return nil, err end
+    end
+  elseif type(spec) == "string" then
+    for item in spec:gmatch("[^,]+") do
+      local k, v = item:match("^%s*([%w_]+)%s*=%s*(%S+)%s*$")
+      if not k then return nil, "--size takes entity=N (e.g. transactionlines=200000)" end
+      local good, err = add(k, v)
+      if not good then return nil, err end
+    end
+  end
+  return out
+end
+
 --- prepare(opts) --> info | nil, err. Writes PREFIX/conf/nginx.conf and PREFIX/sandbox.lua.
--- opts: port (required), tls_dir, client_id, client_secret, redirect_uri, division, accounts, workers, prefix.
+-- opts: port (required), tls_dir, client_id, client_secret, redirect_uri, division, divisions (how many),
+-- sizes ({ entity = N } or "entity=N,…"), accounts (= sizes.accounts), workers, prefix.
 function _M.prepare(opts)
   opts = opts or {}
   local d = _M.defaults
@@ -160,10 +200,18 @@ function _M.prepare(opts)
     client_secret = opts.client_secret or d.client_secret,
     redirect_uri = opts.redirect_uri or d.redirect_uri,
     division = tonumber(opts.division) or d.division,
-    accounts = tonumber(opts.accounts) or d.accounts,
+    divisions = tonumber(opts.divisions) or d.divisions,
     workers = tonumber(opts.workers) or d.workers,
     tls_dir = opts.tls_dir,
   }
+  local sizes, serr = _M.sizes(opts.sizes or opts.size)
+  if not sizes then return nil, serr end
+  if opts.accounts then sizes.accounts = tonumber(opts.accounts) end
+  info.sizes = sizes
+  info.accounts = sizes.accounts or require("exactonline.sandbox.catalog").by_name.accounts.size
+  if info.divisions < 1 or info.divisions ~= math.floor(info.divisions) then
+    return nil, "--divisions needs a whole number of 1 or more"
+  end
   local prefix = opts.prefix
   if not prefix then
     local err
@@ -189,7 +237,8 @@ function _M.prepare(opts)
     apps = { { client_id = info.client_id, client_secret = info.client_secret,
                redirect_uri = info.redirect_uri, name = "Sandbox app" } },
     division = info.division,
-    accounts = info.accounts,
+    divisions = info.divisions,
+    sizes = info.sizes,
   }
   local ok, err = write(prefix .. "/sandbox.lua", "return " .. lua_literal(settings) .. "\n", "600")
   if not ok then return nil, err end
@@ -234,7 +283,8 @@ function _M.prepare(opts)
       "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;") .. ";",
     "  lua_package_cpath " .. string.format("%q", cjson_cpath() .. ";;") .. ";",
     "  lua_shared_dict eo_sandbox_state 32m;",
-    "  lua_shared_dict eo_sandbox_data " .. (32 + math.ceil(info.accounts / 250)) .. "m;",
+    -- generated rows cost nothing; changes (and created rows) are kept here
+    "  lua_shared_dict eo_sandbox_data " .. (tonumber(opts.data_mb) or 128) .. "m;",
     "  init_by_lua_block { require('exactonline.sandbox.app').init(" ..
       string.format("%q", prefix .. "/sandbox.lua") .. ") }",
     "  init_worker_by_lua_block { require('exactonline.sandbox.app').init_worker() }",

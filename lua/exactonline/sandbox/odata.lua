@@ -113,8 +113,10 @@ local function coerce(v, kind)
   return v
 end
 
---- compile(filter, fields) --> predicate(row) | nil, err.  fields: set of known property names.
+--- compile(filter, fields) --> predicate(row), nil, used | nil, err.  fields: set of known property names;
+-- used: the set of properties the filter names (for Exact's mandatory filters).
 function _M.compile(filter, fields)
+  local used = {}
   local ok, res = pcall(function()
     local toks = tokenize(filter)
     local pos = 1
@@ -129,6 +131,7 @@ function _M.compile(filter, fields)
     end
     local function field(name)
       if not fields[name] then error("Property '" .. name .. "' does not exist", 0) end
+      used[name] = true
       return name
     end
     local expr
@@ -252,7 +255,26 @@ function _M.compile(filter, fields)
     return e
   end)
   if not ok then return nil, tostring(res) end
-  return res
+  return res, nil, used
+end
+
+--- lower_bound(filter, name) --> N when every row the filter keeps has name > N (from "name gt N" or
+-- "name ge N+1" in a filter of and-ed terms), else nil: lets a sync read start where the filter starts
+function _M.lower_bound(filter, name)
+  if not filter or filter:lower():find("%f[%w]or%f[^%w]") or filter:lower():find("%f[%w]not%f[^%w]") then
+    return nil
+  end
+  local best
+  local lname = name:lower()
+  for field, op, num in filter:gmatch("([%w_]+)%s+(%a%a)%s+(%-?%d+)[Ll]?") do
+    if field:lower() == lname then
+      local n = tonumber(num)
+      op = op:lower()
+      if op == "ge" then n = n - 1 end
+      if (op == "gt" or op == "ge") and (not best or n > best) then best = n end
+    end
+  end
+  return best
 end
 
 --- select(list, fields) --> array of names | nil (all) | nil, err

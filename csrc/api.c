@@ -7,38 +7,39 @@
 #include <string.h>
 #include "eo.h"
 
-#define CJSON_KEY "exactonline.cjson"
+/* ---- lua-cjson: a private instance (cjson.new), so the user's cjson settings stay theirs. Its
+ * decode and encode (C functions) are kept in the registry at luaopen time, under the addresses of
+ * these two constants: nothing is looked up through a table a user could change. ---- */
 
-/* ---- lua-cjson, a private instance (cjson.new) so the user's cjson settings stay theirs ---- */
+static const char decode_key = 'd', encode_key = 'e';
 
-static int json_call(lua_State *L, int idx, const char *fn) {
+static int json_call(lua_State *L, int idx, const void *key) {
     idx = eo_absindex(L, idx);
-    lua_getfield(L, LUA_REGISTRYINDEX, CJSON_KEY);
-    lua_getfield(L, -1, fn);
-    lua_remove(L, -2);
+    lua_pushlightuserdata(L, (void *)key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, idx);
     return lua_pcall(L, 1, 1, 0) == LUA_OK;
 }
 
 int eo_json_decode(lua_State *L, int idx) {
-    return json_call(L, idx, "decode");
+    return json_call(L, idx, &decode_key);
 }
 
 int eo_json_encode(lua_State *L, int idx) {
-    return json_call(L, idx, "encode");
+    return json_call(L, idx, &encode_key);
 }
 
 const char *eo_header(lua_State *L, int idx, const char *name) {
     const char *s = NULL;
     if (eo_getfield(L, idx, name) == LUA_TSTRING) s = lua_tostring(L, -1);
-    lua_pop(L, 1); /* still referenced by the headers table */
-    return s;
+    return s; /* the value stays pushed: the pointer is good while it is there */
 }
 
 int eo_origin(lua_State *L, const char *url, const char **why) {
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL, *p;
+    char *scheme = NULL, *host = NULL, *port = NULL, *p, origin[400];
     CURLUcode rc;
+    int n = -1;
     if (!u) return luaL_error(L, "exactonline: out of memory");
     rc = curl_url_set(u, CURLUPART_URL, url, 0);
     if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
@@ -48,14 +49,21 @@ int eo_origin(lua_State *L, const char *url, const char **why) {
     if (rc == CURLUE_OK) {
         for (p = host; *p; p++) *p = (char)tolower((unsigned char)*p);
         for (p = scheme; *p; p++) *p = (char)tolower((unsigned char)*p);
-        lua_pushfstring(L, "%s://%s:%s", scheme, host, port);
+        n = snprintf(origin, sizeof origin, "%s://%s:%s", scheme, host, port);
     } else {
         *why = curl_url_strerror(rc);
     }
+    /* libcurl's strings are freed before any Lua call that could raise */
     curl_free(scheme);
     curl_free(host);
     curl_free(port);
-    return rc == CURLUE_OK;
+    if (rc != CURLUE_OK) return 0;
+    if (n < 0 || (size_t)n >= sizeof origin) {
+        *why = "the host name is too long";
+        return 0;
+    }
+    lua_pushstring(L, origin);
+    return 1;
 }
 
 /* ---- rate limits ---- */
@@ -67,12 +75,15 @@ static double epoch_seconds(double v) {
 static int header_num(lua_State *L, int idx, const char *name, double *out) {
     const char *s = eo_header(L, idx, name);
     char *end;
-    double v;
-    if (!s) return 0;
-    v = strtod(s, &end);
-    if (end == s) return 0;
-    *out = v;
-    return 1;
+    double v = 0;
+    int ok = 0;
+    if (s) {
+        v = strtod(s, &end);
+        ok = end != s;
+    }
+    lua_pop(L, 1);
+    if (ok) *out = v;
+    return ok;
 }
 
 void eo_absorb_rate_limits(lua_State *L, eo_client *c, int idx) {
@@ -164,52 +175,75 @@ static int bad_header_text(const char *s, size_t n) {
     return 0;
 }
 
-static int cmpstr(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static void push_escaped(lua_State *L, const char *s, size_t len) {
+/* Push s percent-encoded once; the box owns libcurl's copy while Lua copies it. */
+static void push_escaped(lua_State *L, eo_box *box, const char *s, size_t len) {
     char *e = curl_easy_escape(NULL, s, (int)len);
     if (!e) luaL_error(L, "exactonline: out of memory");
+    eo_box_hold(box, e, eo_curl_free);
     lua_pushstring(L, e);
-    curl_free(e);
+    eo_box_release(box);
 }
 
+typedef struct {
+    const char *name; /* a key string kept on the Lua stack at slot */
+    int slot;
+} query_key;
+
+static int cmpkey(const void *a, const void *b) {
+    return strcmp(((const query_key *)a)->name, ((const query_key *)b)->name);
+}
+
+#define MAX_QUERY 64
+
 /* Push the query table at idx as "?a=1&b=2" (or "&a=1…" after an existing query): names sorted,
- * each name and value percent-encoded exactly once. */
+ * each name and value percent-encoded exactly once. Each name stays on the stack while it is used. */
 static void push_query(lua_State *L, int idx, int has_query) {
-    const char *keys[64] = {NULL};
-    int n = 0, i;
-    lua_pushliteral(L, "");
+    query_key keys[MAX_QUERY];
+    eo_box *box;
+    int n = 0, i, base;
+    idx = eo_absindex(L, idx);
+    luaL_checkstack(L, MAX_QUERY + 8, "too many query parameters");
+    box = eo_box_new(L);
+    base = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "exactonline: query names must be strings");
-        if (n == 64) luaL_error(L, "exactonline: too many query parameters");
-        keys[n++] = lua_tostring(L, -1); /* referenced by the table */
+        if (n == MAX_QUERY) luaL_error(L, "exactonline: too many query parameters");
+        lua_pushvalue(L, -1); /* one copy stays at base + n + 1, one goes on with lua_next */
+        lua_insert(L, -2);
+        keys[n].slot = base + n + 1;
+        keys[n].name = lua_tostring(L, keys[n].slot);
+        n++;
     }
-    qsort(keys, (size_t)n, sizeof keys[0], cmpstr);
+    qsort(keys, (size_t)n, sizeof keys[0], cmpkey);
+    lua_pushliteral(L, "");
     for (i = 0; i < n; i++) {
-        size_t len;
-        const char *v;
-        int t = eo_getfield(L, idx, keys[i]);
+        size_t len, klen;
+        const char *v, *k = lua_tolstring(L, keys[i].slot, &klen);
+        int t;
+        lua_pushvalue(L, keys[i].slot);
+        lua_rawget(L, idx);
+        t = lua_type(L, -1);
         if (t == LUA_TBOOLEAN) {
             lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
             lua_remove(L, -2);
         } else if (t != LUA_TSTRING && t != LUA_TNUMBER) {
-            luaL_error(L, "exactonline: query value for '%s' must be a string, number or boolean", keys[i]);
+            luaL_error(L, "exactonline: query value for '%s' must be a string, number or boolean", k);
         } else if (t == LUA_TNUMBER) {
             lua_pushstring(L, lua_tostring(L, -1));
             lua_remove(L, -2);
         }
         v = lua_tolstring(L, -1, &len);
         lua_pushstring(L, (i == 0 && !has_query) ? "?" : "&");
-        push_escaped(L, keys[i], strlen(keys[i]));
+        push_escaped(L, box, k, klen);
         lua_pushliteral(L, "=");
-        push_escaped(L, v, len);
+        push_escaped(L, box, v, len);
         lua_remove(L, -5); /* the raw value */
         lua_concat(L, 5);  /* so far .. sep .. name .. "=" .. value */
     }
+    lua_replace(L, base); /* the result takes the box's slot; the names go */
+    lua_settop(L, base);
 }
 
 static int is_absolute(const char *p) {
@@ -220,15 +254,18 @@ static int is_absolute(const char *p) {
 /* An absolute URL on our origin goes out as the base URL's own scheme://host[:port] plus its path and
  * query, so what reaches the wire never spells the origin differently (case, empty or default port). */
 static int rebase(lua_State *L, eo_client *c, int url) {
-    CURLU *u = curl_url();
+    CURLU *u;
     char *upath = NULL, *uquery = NULL;
     const char *b = c->base_url, *auth = strstr(b, "://"), *slash = auth ? strchr(auth + 3, '/') : NULL;
+    eo_box *path_box = eo_box_new(L), *query_box = eo_box_new(L);
     int ok;
-    if (!u) return luaL_error(L, "exactonline: out of memory");
+    if (!(u = curl_url())) return luaL_error(L, "exactonline: out of memory");
     ok = curl_url_set(u, CURLUPART_URL, lua_tostring(L, url), 0) == CURLUE_OK &&
          curl_url_get(u, CURLUPART_PATH, &upath, 0) == CURLUE_OK;
     if (ok && curl_url_get(u, CURLUPART_QUERY, &uquery, 0) != CURLUE_OK) uquery = NULL;
     curl_url_cleanup(u);
+    eo_box_hold(path_box, upath, eo_curl_free); /* owned before the pushes below may raise */
+    eo_box_hold(query_box, uquery, eo_curl_free);
     if (ok) {
         lua_pushlstring(L, b, slash ? (size_t)(slash - b) : strlen(b));
         lua_pushstring(L, upath);
@@ -237,8 +274,9 @@ static int rebase(lua_State *L, eo_client *c, int url) {
         lua_concat(L, 3);
         lua_replace(L, url);
     }
-    curl_free(upath);
-    curl_free(uquery);
+    eo_box_release(path_box);
+    eo_box_release(query_box);
+    lua_pop(L, 2);
     return ok;
 }
 
@@ -427,7 +465,7 @@ static int api_absorb(lua_State *L) {
     headers = lua_gettop(L);
     if (lua_istable(L, headers)) {
         eo_absorb_rate_limits(L, c, headers);
-        ctype = eo_header(L, headers, "content-type");
+        ctype = eo_header(L, headers, "content-type"); /* stays pushed, like reason and body */
         reason = eo_header(L, headers, "reason");
     }
     lua_getfield(L, 2, "body");
@@ -507,6 +545,13 @@ void eo_open_api(lua_State *L) {
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "new");
     lua_call(L, 0, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, CJSON_KEY);
-    lua_pop(L, 1);
+    lua_pushlightuserdata(L, (void *)&decode_key);
+    lua_getfield(L, -2, "decode");
+    luaL_argcheck(L, lua_iscfunction(L, -1), 1, "cjson.new().decode is not lua-cjson's");
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, (void *)&encode_key);
+    lua_getfield(L, -2, "encode");
+    luaL_argcheck(L, lua_iscfunction(L, -1), 1, "cjson.new().encode is not lua-cjson's");
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 2);
 }

@@ -94,13 +94,22 @@ static int client_tostring(lua_State *L) {
     return 1;
 }
 
+/* Push config[k] and return it as a string (NULL when absent or empty). The value stays on the
+ * stack: the pointer is good only while it is there, so callers copy, then pop. */
 static const char *opt_string(lua_State *L, const char *k) {
     const char *s = NULL;
     int t = eo_getfield(L, 1, k);
     if (t == LUA_TSTRING) s = lua_tostring(L, -1);
     else if (t != LUA_TNIL) luaL_error(L, "exactonline.new: config.%s must be a string", k);
-    lua_pop(L, 1); /* still referenced by the config table */
     return (s && *s) ? s : NULL;
+}
+
+/* A copy of config[k] (NULL when absent or empty), owned by the caller. */
+static char *opt_copy(lua_State *L, const char *k) {
+    const char *s = opt_string(L, k);
+    char *copy = s ? eo_strdup(L, s) : NULL;
+    lua_pop(L, 1);
+    return copy;
 }
 
 static double opt_number(lua_State *L, const char *k, double dflt, double min) {
@@ -114,10 +123,12 @@ static double opt_number(lua_State *L, const char *k, double dflt, double min) {
 }
 
 static void fill(lua_State *L, eo_client *c) {
-    const char *region = opt_string(L, "region"), *base = opt_string(L, "base_url");
-    const char *why = NULL, *s;
+    const char *region, *base, *why = NULL, *s;
     size_t n;
     int i;
+    lua_settop(L, 2); /* config, client */
+    region = opt_string(L, "region"); /* 3 */
+    base = opt_string(L, "base_url"); /* 4 */
     if (!base && region) {
         for (i = 0; regions[i].region; i++)
             if (strcmp(regions[i].region, region) == 0) base = regions[i].url;
@@ -129,20 +140,19 @@ static void fill(lua_State *L, eo_client *c) {
     if (strncmp(base, "https://", 8) != 0)
         luaL_error(L, "exactonline.new: base_url must be an https:// URL");
     c->base_url = eo_strdup(L, base);
+    lua_settop(L, 2);
     n = strlen(c->base_url);
     while (n > 8 && c->base_url[n - 1] == '/') c->base_url[--n] = '\0';
     if (!eo_origin(L, c->base_url, &why)) luaL_error(L, "exactonline.new: base_url: %s", why);
     c->origin = eo_strdup(L, lua_tostring(L, -1));
     lua_pop(L, 1);
 
-    if (!(s = opt_string(L, "client_id"))) luaL_error(L, "exactonline.new: config.client_id is required");
-    c->client_id = eo_strdup(L, s);
-    if (!(s = opt_string(L, "client_secret")))
+    if (!(c->client_id = opt_copy(L, "client_id"))) luaL_error(L, "exactonline.new: config.client_id is required");
+    if (!(c->client_secret = opt_copy(L, "client_secret")))
         luaL_error(L, "exactonline.new: config.client_secret is required");
-    c->client_secret = eo_strdup(L, s);
-    if ((s = opt_string(L, "redirect_uri"))) c->redirect_uri = eo_strdup(L, s);
-    if ((s = opt_string(L, "cafile"))) c->cafile = eo_strdup(L, s);
-    if ((s = opt_string(L, "capath"))) c->capath = eo_strdup(L, s);
+    c->redirect_uri = opt_copy(L, "redirect_uri");
+    c->cafile = opt_copy(L, "cafile");
+    c->capath = opt_copy(L, "capath");
 
     c->division = (lua_Integer)opt_number(L, "division", 0, 0);
     c->timeout = opt_number(L, "timeout", 30, 0.001);
@@ -152,12 +162,14 @@ static void fill(lua_State *L, eo_client *c) {
     if (!s || strcmp(s, "wait") == 0) c->wait_on_rate_limit = 1;
     else if (strcmp(s, "error") == 0) c->wait_on_rate_limit = 0;
     else luaL_error(L, "exactonline.new: config.on_rate_limit must be \"wait\" or \"error\"");
+    lua_settop(L, 2);
 }
 
 /* core.client_new(config) -> exactonline.Client */
 static int client_new(lua_State *L) {
     eo_client *c;
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     c = (eo_client *)lua_newuserdata(L, sizeof *c);
     memset(c, 0, sizeof *c);
     c->closed = 1; /* until filled: __gc of a half-built client frees only what it has */
@@ -194,6 +206,11 @@ static void set_time(lua_State *L, const char *k, double v) {
 static int client_tokens(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     if (!c->access_token && !c->refresh_token) return 0;
+    eo_push_tokens(L, c);
+    return 1;
+}
+
+void eo_push_tokens(lua_State *L, eo_client *c) {
     lua_createtable(L, 0, 5);
     if (c->access_token) {
         lua_pushstring(L, c->access_token);
@@ -206,7 +223,6 @@ static int client_tokens(lua_State *L) {
     set_num(L, "expires_at", c->expires_at);
     set_num(L, "obtained_at", c->obtained_at);
     set_num(L, "refresh_obtained_at", c->refresh_obtained_at);
-    return 1;
 }
 
 static double tnum(lua_State *L, const char *k) {
@@ -218,12 +234,12 @@ static double tnum(lua_State *L, const char *k) {
     return v;
 }
 
+/* Push tokens[k] and return it as a string (NULL when absent or empty); it stays on the stack. */
 static const char *tstr(lua_State *L, const char *k) {
     const char *s = NULL;
     int t = eo_getfield(L, 2, k);
     if (t == LUA_TSTRING) s = lua_tostring(L, -1);
     else if (t != LUA_TNIL) luaL_error(L, "exactonline: tokens.%s must be a string", k);
-    lua_pop(L, 1);
     return (s && *s) ? s : NULL;
 }
 
@@ -239,8 +255,9 @@ static int client_set_tokens(lua_State *L) {
         return 0;
     }
     luaL_checktype(L, 2, LUA_TTABLE);
-    at = tstr(L, "access_token");
-    rt = tstr(L, "refresh_token");
+    lua_settop(L, 2);
+    at = tstr(L, "access_token");  /* 3 */
+    rt = tstr(L, "refresh_token"); /* 4: both stay until copied */
     exp = tnum(L, "expires_at");
     obt = tnum(L, "obtained_at");
     robt = tnum(L, "refresh_obtained_at");

@@ -22,6 +22,7 @@ EO_EXPORT int luaopen_exactonline_core(lua_State *L) {
     lua_pushstring(L, curl_version());
     lua_setfield(L, -2, "curl_version");
     eo_open_error(L);
+    eo_open_box(L);
     eo_open_http(L);
     eo_open_oauth(L);
     eo_open_api(L);

@@ -24,8 +24,22 @@ EO_HIDDEN int eo_fail(lua_State *L, const char *kind, long status, const char *c
 /* Wipe secret bytes before memory is freed (OPENSSL_cleanse). */
 EO_HIDDEN void eo_wipe(void *p, size_t n);
 
+/* A box (box.c): a userdata owning C memory across Lua calls that may raise; its __gc releases it.
+ * eo_box_new pushes an empty box; eo_box_hold releases what it held, then holds p. */
+typedef void (*eo_release)(void *);
+typedef struct eo_box {
+    void *p;
+    eo_release release;
+} eo_box;
+EO_HIDDEN eo_box *eo_box_new(lua_State *L);
+EO_HIDDEN void *eo_box_hold(eo_box *b, void *p, eo_release release);
+EO_HIDDEN void eo_box_release(eo_box *b);
+EO_HIDDEN void eo_curl_free(void *p);       /* curl_free */
+EO_HIDDEN void eo_curl_free_wiped(void *p); /* wipe a NUL-terminated string, then curl_free */
+
 /* Openers: each C file registers its functions into the module table on top of the stack. */
 EO_HIDDEN void eo_open_error(lua_State *L);
+EO_HIDDEN void eo_open_box(lua_State *L);
 EO_HIDDEN void eo_open_http(lua_State *L);    /* http.c:    libcurl transport            */
 EO_HIDDEN void eo_open_oauth(lua_State *L);   /* oauth.c:   auth URL, code, token answers */
 EO_HIDDEN void eo_open_api(lua_State *L);     /* api.c:     URLs, query, rate limits, envelopes */
@@ -91,8 +105,8 @@ EO_HIDDEN eo_client *eo_checkclient(lua_State *L, int idx);
 EO_HIDDEN char *eo_strdup(lua_State *L, const char *s);
 /* Replace *slot with a copy of s (or NULL), wiping the old value. */
 EO_HIDDEN void eo_setsecret(lua_State *L, char **slot, const char *s);
-/* Percent-encode s once (curl_easy_escape) and add it to b. */
-EO_HIDDEN void eo_addescaped(lua_State *L, luaL_Buffer *b, const char *s, size_t len);
+/* Push the tokens held (a copy for the store; both may be absent). */
+EO_HIDDEN void eo_push_tokens(lua_State *L, eo_client *c);
 /* Parse url with curl_url; push "scheme://host:port" (lower case) or return 0 with a message. */
 EO_HIDDEN int eo_origin(lua_State *L, const char *url, const char **why);
 /* lua-cjson through the Lua API: decode the string at idx; pushes the value, or returns 0 and

@@ -52,11 +52,12 @@ void eo_wipe(void *p, size_t n) {
     if (p && n) OPENSSL_cleanse(p, n);
 }
 
+/* Push t[k] and return it as a string (numbers are converted in that stack slot), or NULL when it is
+ * absent or empty. The value stays on the stack: the pointer is only good while it is there. */
 static const char *field(lua_State *L, int t, const char *k) {
     const char *s;
     lua_getfield(L, t, k);
     s = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
-    lua_pop(L, 1); /* the string stays alive: it is referenced by the table */
     return (s && *s) ? s : NULL;
 }
 
@@ -68,7 +69,8 @@ static int error_tostring(lua_State *L) {
     const char *kind, *code, *message, *reason, *hint;
     lua_Integer status = 0;
     luaL_checktype(L, 1, LUA_TTABLE);
-    kind = field(L, 1, "kind");
+    lua_settop(L, 1);
+    kind = field(L, 1, "kind"); /* stack 2..6 hold the five strings until the result is built */
     code = field(L, 1, "code");
     message = field(L, 1, "message");
     reason = field(L, 1, "reason");
@@ -110,18 +112,26 @@ static int error_tostring(lua_State *L) {
 /* core.error{kind=…, status=…, code=…, message=…, reason=…, hint=…} for errors made in Lua. */
 static int l_error(lua_State *L) {
     lua_Integer status = 0;
+    const char *kind, *code, *message, *reason, *hint;
+    int err;
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     lua_getfield(L, 1, "status");
     if (lua_isnumber(L, -1)) status = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    eo_push_error(L, field(L, 1, "kind"), (long)status, field(L, 1, "code"), field(L, 1, "message"),
-                  field(L, 1, "reason"), field(L, 1, "hint"));
+    kind = field(L, 1, "kind"); /* stack 2..6, kept until the error is made */
+    code = field(L, 1, "code");
+    message = field(L, 1, "message");
+    reason = field(L, 1, "reason");
+    hint = field(L, 1, "hint");
+    eo_push_error(L, kind, (long)status, code, message, reason, hint);
+    err = lua_gettop(L);
     /* keep any extra fields the caller set (retry_after, allowed_at, …) */
     lua_pushnil(L);
     while (lua_next(L, 1)) {
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
-        lua_rawset(L, -4);
+        lua_rawset(L, err);
     }
     return 1;
 }

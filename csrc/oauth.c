@@ -4,21 +4,18 @@
 #include <string.h>
 #include "eo.h"
 
-void eo_addescaped(lua_State *L, luaL_Buffer *b, const char *s, size_t len) {
-    char *e = curl_easy_escape(NULL, s, (int)len);
+/* Add s to b percent-encoded once. libcurl's copy is held by box (made before b) while the buffer
+ * grows, and wiped: it may be the client secret or a token. */
+static void add_param(lua_State *L, luaL_Buffer *b, eo_box *box, int *first, const char *k, const char *v) {
+    char *e = curl_easy_escape(NULL, v, (int)strlen(v)); /* first: v is not read across a Lua call */
     if (!e) luaL_error(L, "exactonline: out of memory");
-    lua_pushstring(L, e); /* copy out before anything can raise */
-    eo_wipe(e, strlen(e)); /* it may be the client secret or a token */
-    curl_free(e);
-    luaL_addvalue(b);
-}
-
-static void add_param(lua_State *L, luaL_Buffer *b, int *first, const char *k, const char *v) {
+    eo_box_hold(box, e, eo_curl_free_wiped);
     if (!*first) luaL_addchar(b, '&');
     *first = 0;
     luaL_addstring(b, k);
     luaL_addchar(b, '=');
-    eo_addescaped(L, b, v, strlen(v));
+    luaL_addstring(b, e);
+    eo_box_release(box);
 }
 
 /* authorization_url{state=…, force_login=bool} -> string */
@@ -27,10 +24,15 @@ static int oauth_authorization_url(lua_State *L) {
     const char *state = NULL;
     int force = -1, first = 1;
     luaL_Buffer b;
-    if (!lua_isnoneornil(L, 2)) {
+    eo_box *box;
+    lua_settop(L, 2);
+    if (!lua_isnil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        lua_getfield(L, 2, "state");
-        if (!lua_isnil(L, -1)) state = luaL_checkstring(L, -1);
+        lua_getfield(L, 2, "state"); /* 3: stays while the URL is built */
+        if (!lua_isnil(L, -1)) {
+            luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "state must be a string");
+            state = lua_tostring(L, -1);
+        }
         lua_getfield(L, 2, "force_login");
         if (!lua_isnil(L, -1)) {
             luaL_argcheck(L, lua_isboolean(L, -1), 2, "force_login must be a boolean");
@@ -38,33 +40,37 @@ static int oauth_authorization_url(lua_State *L) {
         }
     }
     if (!c->redirect_uri) luaL_error(L, "exactonline: config.redirect_uri is required for authorization_url");
+    box = eo_box_new(L);
     luaL_buffinit(L, &b);
     luaL_addstring(&b, c->base_url);
     luaL_addstring(&b, "/api/oauth2/auth?");
-    add_param(L, &b, &first, "client_id", c->client_id);
-    add_param(L, &b, &first, "redirect_uri", c->redirect_uri);
-    add_param(L, &b, &first, "response_type", "code");
-    if (state) add_param(L, &b, &first, "state", state);
-    if (force >= 0) add_param(L, &b, &first, "force_login", force ? "1" : "0");
+    add_param(L, &b, box, &first, "client_id", c->client_id);
+    add_param(L, &b, box, &first, "redirect_uri", c->redirect_uri);
+    add_param(L, &b, box, &first, "response_type", "code");
+    if (state) add_param(L, &b, box, &first, "state", state);
+    if (force >= 0) add_param(L, &b, box, &first, "force_login", force ? "1" : "0");
     luaL_pushresult(&b);
     return 1;
 }
 
-/* Decode one query value exactly once; '+' is a space in form encoding. */
+/* Push one query value decoded exactly once; '+' is a space in form encoding. */
 static void push_unescaped(lua_State *L, const char *s, size_t len, int plus_is_space) {
     char *tmp = malloc(len + 1), *out;
     int outlen = 0;
     size_t i;
+    eo_box *box;
     if (!tmp) luaL_error(L, "exactonline: out of memory");
     for (i = 0; i < len; i++) tmp[i] = (plus_is_space && s[i] == '+') ? ' ' : s[i];
     tmp[len] = '\0';
     out = curl_easy_unescape(NULL, tmp, (int)len, &outlen);
     eo_wipe(tmp, len);
-    free(tmp);
+    free(tmp); /* before any Lua call */
     if (!out) luaL_error(L, "exactonline: out of memory");
+    box = eo_box_new(L);
+    eo_box_hold(box, out, eo_curl_free_wiped); /* a code: wiped when freed */
     lua_pushlstring(L, out, (size_t)outlen);
-    eo_wipe(out, (size_t)outlen);
-    curl_free(out);
+    eo_box_release(box);
+    lua_remove(L, -2);
 }
 
 /* Split a query string into the table at t (first value of each name wins). */
@@ -88,11 +94,11 @@ static void parse_query(lua_State *L, int t, const char *q) {
     }
 }
 
+/* Push t[k] and return it (NULL when absent or empty); it stays on the stack while used. */
 static const char *qfield(lua_State *L, int t, const char *k) {
     const char *s;
     lua_getfield(L, t, k);
     s = lua_tostring(L, -1);
-    lua_pop(L, 1);
     return (s && *s) ? s : NULL;
 }
 
@@ -115,6 +121,7 @@ static int oauth_code_from(lua_State *L) {
     lua_newtable(L);
     t = lua_gettop(L);
     if (strstr(in, "://")) {
+        eo_box *box = eo_box_new(L);
         CURLU *u = curl_url();
         char *query = NULL;
         CURLUcode rc;
@@ -122,15 +129,13 @@ static int oauth_code_from(lua_State *L) {
         rc = curl_url_set(u, CURLUPART_URL, in, 0);
         if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_QUERY, &query, 0);
         curl_url_cleanup(u);
+        eo_box_hold(box, query, eo_curl_free_wiped); /* it holds the code */
         if (rc != CURLUE_OK && rc != CURLUE_NO_QUERY)
             return eo_fail(L, "oauth", 0, "bad_redirect_url", curl_url_strerror(rc), NULL,
                            "paste the whole URL from the browser's address bar, or just the code");
-        if (query) {
-            lua_pushstring(L, query);
-            curl_free(query);
-            parse_query(L, t, lua_tostring(L, -1));
-            lua_pop(L, 1);
-        }
+        if (query) parse_query(L, t, query);
+        eo_box_release(box);
+        lua_pop(L, 1);
     } else if (strchr(in, '=')) {
         parse_query(L, t, in[0] == '?' ? in + 1 : in);
     } else {
@@ -169,28 +174,31 @@ static int oauth_token_request(lua_State *L) {
     const char *grant = luaL_checkstring(L, 2);
     int first = 1, refresh = 0;
     luaL_Buffer b;
+    eo_box *box;
+    lua_settop(L, 3);
+    box = eo_box_new(L); /* 4, below the buffer */
     if (strcmp(grant, "authorization_code") == 0) {
         const char *code = luaL_checkstring(L, 3);
         if (!c->redirect_uri)
             return eo_fail(L, "config", 0, NULL, "config.redirect_uri is required to exchange a code", NULL,
                            "give the redirect URI registered for the app in Exact's App Centre");
         luaL_buffinit(L, &b);
-        add_param(L, &b, &first, "grant_type", "authorization_code");
-        add_param(L, &b, &first, "code", code);
-        add_param(L, &b, &first, "redirect_uri", c->redirect_uri);
+        add_param(L, &b, box, &first, "grant_type", "authorization_code");
+        add_param(L, &b, box, &first, "code", code);
+        add_param(L, &b, box, &first, "redirect_uri", c->redirect_uri);
     } else if (strcmp(grant, "refresh") == 0 || strcmp(grant, "refresh_token") == 0) {
         if (!c->refresh_token)
             return eo_fail(L, "oauth", 0, "no_refresh_token", "there is no refresh token to refresh with", NULL,
                            "authorize first (exactonline auth, or client:exchange)");
         refresh = 1;
         luaL_buffinit(L, &b);
-        add_param(L, &b, &first, "grant_type", "refresh_token");
-        add_param(L, &b, &first, "refresh_token", c->refresh_token);
+        add_param(L, &b, box, &first, "grant_type", "refresh_token");
+        add_param(L, &b, box, &first, "refresh_token", c->refresh_token);
     } else {
         return luaL_argerror(L, 2, "\"authorization_code\" or \"refresh\" expected");
     }
-    add_param(L, &b, &first, "client_id", c->client_id);
-    add_param(L, &b, &first, "client_secret", c->client_secret);
+    add_param(L, &b, box, &first, "client_id", c->client_id);
+    add_param(L, &b, box, &first, "client_secret", c->client_secret);
     luaL_pushresult(&b);
     c->last_grant_refresh = refresh;
     lua_createtable(L, 0, 4);
@@ -254,7 +262,7 @@ static int oauth_absorb_token(lua_State *L) {
     lua_getfield(L, 2, "status");
     status = (long)luaL_optinteger(L, -1, 0);
     lua_getfield(L, 2, "headers");
-    reason = lua_istable(L, -1) ? eo_header(L, lua_gettop(L), "reason") : NULL;
+    reason = lua_istable(L, -1) ? eo_header(L, lua_gettop(L), "reason") : NULL; /* stays pushed */
     lua_getfield(L, 2, "body");
     if (!lua_isstring(L, -1) || !eo_json_decode(L, lua_gettop(L)) || !lua_istable(L, -1)) {
         if (status >= 500 || status == 0)
@@ -281,10 +289,7 @@ static int oauth_absorb_token(lua_State *L) {
         }
         c->obtained_at = now;
         c->expires_at = now + expires_in;
-        lua_settop(L, 1);
-        lua_getfield(L, 1, "tokens");
-        lua_pushvalue(L, 1);
-        lua_call(L, 1, 1);
+        eo_push_tokens(L, c);
         return 1;
     }
     if (rt && *rt) {
@@ -297,9 +302,7 @@ static int oauth_absorb_token(lua_State *L) {
     lua_pushnil(L);
     lua_insert(L, -2);
     if (rt && *rt) {
-        lua_getfield(L, 1, "tokens");
-        lua_pushvalue(L, 1);
-        lua_call(L, 1, 1);
+        eo_push_tokens(L, c);
         return 3;
     }
     return 2;

@@ -65,6 +65,7 @@ build = {
     ["exactonline.core"] = {
       sources = {
         "csrc/api.c",
+        "csrc/box.c",
         "csrc/client.c",
         "csrc/core.c",
         "csrc/error.c",

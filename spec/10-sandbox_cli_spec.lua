@@ -2,6 +2,8 @@
 -- and takes nginx down with it on SIGTERM.
 local helpers = require "helpers"
 
+local q = helpers.quote
+
 local function sh(cmd)
   local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
   local out = p:read("*a")
@@ -15,7 +17,7 @@ local function alive(pid)
 end
 
 describe("exactonline sandbox (CLI)", function()
-  local cli = helpers.lua() .. " " .. helpers.quote(helpers.root .. "/bin/exactonline")
+  local cli = helpers.lua() .. " " .. q(helpers.root .. "/bin/exactonline")
 
   it("prints usage with --help and refuses unknown options", function()
     local rc, out = sh(cli .. " sandbox --help")
@@ -28,20 +30,20 @@ describe("exactonline sandbox (CLI)", function()
   it("runs from a `make install` tree in a DESTDIR, nothing from the checkout", function()
     local dir = helpers.tmpdir()
     local root = dir .. "/root"
-    local rc, out = sh("make -s -C " .. helpers.quote(helpers.root) .. " install DESTDIR=" .. helpers.quote(root) ..
+    local rc, out = sh("make -s -C " .. q(helpers.root) .. " install DESTDIR=" .. q(root) ..
       " PREFIX=/usr")
     assert.equal(0, rc, out)
     local tree = root .. "/usr"
     for _, f in ipairs{ "/bin/exactonline", "/lib/lua/5.4/exactonline/core.so", "/share/lua/5.4/exactonline/init.lua",
                         "/share/lua/5.4/exactonline/sandbox/app.lua" } do
-      assert.equal(0, (sh("test -f " .. helpers.quote(tree .. f))), f)
+      assert.equal(0, (sh("test -f " .. q(tree .. f))), f)
     end
     local env = "cd / && exec env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH=" ..
-      helpers.quote(tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua;;") ..
-      " LUA_CPATH=" .. helpers.quote(tree .. "/lib/lua/5.4/?.so;;") .. " "
+      q(tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua;;") ..
+      " LUA_CPATH=" .. q(tree .. "/lib/lua/5.4/?.so;;") .. " "
     local port = helpers.free_port()
-    local _, pid = sh("(" .. env .. "lua5.4 " .. helpers.quote(tree .. "/bin/exactonline") .. " sandbox --port " ..
-      port .. " --tls-dir " .. helpers.quote(dir .. "/tls") .. " --accounts 3 > " .. helpers.quote(dir .. "/log") ..
+    local _, pid = sh("(" .. env .. "lua5.4 " .. q(tree .. "/bin/exactonline") .. " sandbox --port " ..
+      port .. " --tls-dir " .. q(dir .. "/tls") .. " --accounts 3 > " .. q(dir .. "/log") ..
       " 2>&1) & echo $!")
     pid = tonumber(pid:match("%d+"))
     local status
@@ -69,10 +71,10 @@ describe("exactonline sandbox (CLI)", function()
     local dir = helpers.tmpdir()
     local port = helpers.free_port()
     local log = dir .. "/out.txt"
-    local _, pid = sh("(cd " .. helpers.quote(dir) .. " && exec " .. cli .. " sandbox --port " .. port ..
-      " --tls-dir " .. helpers.quote(dir .. "/tls") ..
+    local _, pid = sh("(cd " .. q(dir) .. " && exec " .. cli .. " sandbox --port " .. port ..
+      " --tls-dir " .. q(dir .. "/tls") ..
       " --division 42 --accounts 7 --client-id my-app --client-secret s3 > " ..
-      helpers.quote(log) .. " 2>&1) & echo $!")
+      q(log) .. " 2>&1) & echo $!")
     pid = tonumber(pid:match("%d+"))
     assert.truthy(pid)
     local status
@@ -92,8 +94,8 @@ describe("exactonline sandbox (CLI)", function()
     local prefix = out:match("error log:%s+(%S+)/logs/error%.log")
     assert.truthy(prefix)
     -- the certificate chain verifies for both names
-    assert.equal(0, (sh("openssl verify -CAfile " .. helpers.quote(dir .. "/tls/ca.pem") .. " " ..
-      helpers.quote(dir .. "/tls/server.pem"))))
+    assert.equal(0, (sh("openssl verify -CAfile " .. q(dir .. "/tls/ca.pem") .. " " ..
+      q(dir .. "/tls/server.pem"))))
     status = helpers.http("GET", "https://127.0.0.1:" .. port .. "/_sandbox/stats",
       { cafile = dir .. "/tls/ca.pem" })
     assert.equal(200, status)

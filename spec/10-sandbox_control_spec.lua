@@ -1,6 +1,8 @@
 -- The sandbox's rate limits, faults, stats/reset, keep-alive, concurrency and XML API.
 local helpers = require "helpers"
 
+local q = helpers.quote
+
 describe("sandbox", function()
   local sb, token, div
   setup(function()
@@ -202,9 +204,9 @@ describe("sandbox", function()
 
   describe("HTTP", function()
     it("keeps the connection alive across requests", function()
-      local url = helpers.quote(sb:url("/api/v1/current/Me"))
-      local hdr = "-H 'Accept: application/json' -H " .. helpers.quote("Authorization: Bearer " .. token)
-      local p = io.popen("curl -s --cacert " .. helpers.quote(sb.cafile) .. " " .. hdr ..
+      local url = q(sb:url("/api/v1/current/Me"))
+      local hdr = "-H 'Accept: application/json' -H " .. q("Authorization: Bearer " .. token)
+      local p = io.popen("curl -s --cacert " .. q(sb.cafile) .. " " .. hdr ..
         " -o /dev/null -o /dev/null -w '%{http_code} %{num_connects}\\n' " .. url .. " " .. url)
       local out = p:read("*a")
       p:close()
@@ -212,9 +214,9 @@ describe("sandbox", function()
     end)
 
     it("tells in stats what the last API and token requests looked like, connection reuse included", function()
-      local url = helpers.quote(sb:url("/api/v1/current/Me"))
-      local p = io.popen("curl -s --cacert " .. helpers.quote(sb.cafile) .. " -A spec-agent/1 " ..
-        "-H 'Accept: application/json' -H " .. helpers.quote("Authorization: Bearer " .. token) ..
+      local url = q(sb:url("/api/v1/current/Me"))
+      local p = io.popen("curl -s --cacert " .. q(sb.cafile) .. " -A spec-agent/1 " ..
+        "-H 'Accept: application/json' -H " .. q("Authorization: Bearer " .. token) ..
         " -o /dev/null -o /dev/null " .. url .. " " .. url)
       p:read("*a")
       p:close()
@@ -253,9 +255,9 @@ describe("sandbox", function()
       sb:limits{ window = 1e6 }
       local cmd = {}
       for _ = 1, 10 do
-        cmd[#cmd + 1] = "curl -s -o /dev/null -w '%{http_code}\\n' --cacert " .. helpers.quote(sb.cafile) ..
-          " -H 'Accept: application/json' -H " .. helpers.quote("Authorization: Bearer " .. token) .. " " ..
-          helpers.quote(sb:url("/api/v1/" .. div .. "/crm/Accounts?$top=5")) .. " & "
+        cmd[#cmd + 1] = "curl -s -o /dev/null -w '%{http_code}\\n' --cacert " .. q(sb.cafile) ..
+          " -H 'Accept: application/json' -H " .. q("Authorization: Bearer " .. token) .. " " ..
+          q(sb:url("/api/v1/" .. div .. "/crm/Accounts?$top=5")) .. " & "
       end
       local p = io.popen(table.concat(cmd) .. "wait")
       local out = p:read("*a")

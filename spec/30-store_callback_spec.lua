@@ -18,11 +18,11 @@ describe("callback stores", function()
 
   setup(function()
     sb = helpers.sandbox {}
-    dir = proc.tempdir()
+    dir = helpers.tmpdir()
   end)
   teardown(function()
     if sb then sb:stop() end
-    proc.rm_rf(dir)
+    helpers.rm_rf(dir)
   end)
   before_each(function() sb:reset() end)
 
@@ -85,7 +85,7 @@ describe("callback stores", function()
       io.write(tostring(ok), " ", tostring(e and e.code))
       s.unlock()
     ]]):format(path))
-    local ok, out = proc.sh(cmd)
+    local ok, out = helpers.sh(cmd)
     done()
     assert.is_true(ok, out)
     assert.are.equal("true nil", out)

@@ -3,9 +3,10 @@
 local exactonline = require "exactonline"
 local file_store = require "exactonline.file_store"
 local cjson = require "cjson"
+local helpers = require "helpers"
 local proc = require "support.proc"
 
-local q = proc.q
+local q = helpers.quote
 
 local function pair(n, extra)
   local t = { access_token = "A" .. n, refresh_token = "R" .. n, expires_at = 1000 + n + 600,
@@ -15,13 +16,13 @@ local function pair(n, extra)
 end
 
 local function mode_of(path)
-  local ok, out = proc.sh("stat -c %a " .. q(path))
+  local ok, out = helpers.sh("stat -c %a " .. q(path))
   assert(ok, out)
   return out:match("%d+")
 end
 
 local function temps_in(dir)
-  local _, out = proc.sh("ls -A " .. q(dir))
+  local _, out = helpers.sh("ls -A " .. q(dir))
   local n = 0
   for name in out:gmatch("[^\n]+") do
     if name:find("%.tmp%.") then n = n + 1 end
@@ -33,12 +34,12 @@ describe("file store", function()
   local dir, path
 
   before_each(function()
-    dir = proc.tempdir()
+    dir = helpers.tmpdir()
     path = dir .. "/conf/exactonline/tokens.json"
   end)
 
   after_each(function()
-    proc.rm_rf(dir)
+    helpers.rm_rf(dir)
   end)
 
   it("loads nothing from a missing file, then saves and loads a pair with private modes", function()
@@ -51,7 +52,7 @@ describe("file store", function()
     assert.are.equal("700", mode_of(dir .. "/conf/exactonline"))
     assert.are.equal("700", mode_of(dir .. "/conf"))
     assert.are.same(pair(1), store.load())
-    local doc = cjson.decode(proc.read(path))
+    local doc = cjson.decode(helpers.read(path))
     assert.are.equal("exactonline-tokens/1", doc.format)
     assert.are.same(pair(1), doc.tokens)
     -- another store on the same file sees it
@@ -88,7 +89,7 @@ describe("file store", function()
       local fs = require "exactonline.file_store"
       io.write(fs.default_path(), "\n", fs.new("$XDG_CONFIG_HOME/t.json").path)
     ]])
-    local ok, out = proc.sh("XDG_CONFIG_HOME=" .. q(dir) .. " " .. cmd)
+    local ok, out = helpers.sh("XDG_CONFIG_HOME=" .. q(dir) .. " " .. cmd)
     done()
     assert.is_true(ok, out)
     assert.are.equal(dir .. "/exactonline/tokens.json\n" .. dir .. "/t.json", out)
@@ -99,9 +100,9 @@ describe("file store", function()
     local function check_refused(content, code, words, setup)
       local store = file_store.new(path)
       assert.is_true(store.save(pair(1)))
-      if content then proc.write(path, content) end
+      if content then helpers.write(path, content) end
       if setup then setup() end
-      local before = proc.read(path)
+      local before = helpers.read(path)
       local t, err = store.load()
       assert.is_nil(t)
       assert.is_truthy(exactonline.is_error(err))
@@ -111,19 +112,19 @@ describe("file store", function()
       local ok, serr = store.save(pair(2))
       assert.is_nil(ok)
       assert.are.equal(code, serr.code)
-      assert.are.equal(before, proc.read(path))
+      assert.are.equal(before, helpers.read(path))
       return store
     end
 
     it("a token file readable by others (0644): names chmod 600", function()
-      check_refused(nil, "file_mode", "chmod 600", function() proc.sh("chmod 644 " .. q(path)) end)
+      check_refused(nil, "file_mode", "chmod 600", function() helpers.sh("chmod 644 " .. q(path)) end)
       assert.are.equal("644", mode_of(path))
-      proc.sh("chmod 600 " .. q(path))
+      helpers.sh("chmod 600 " .. q(path))
       assert.are.same(pair(1), file_store.new(path).load())
     end)
 
     it("a group-writable token file (0620)", function()
-      check_refused(nil, "file_mode", "chmod 600", function() proc.sh("chmod 620 " .. q(path)) end)
+      check_refused(nil, "file_mode", "chmod 600", function() helpers.sh("chmod 620 " .. q(path)) end)
     end)
 
     it("a corrupt file", function()
@@ -142,7 +143,7 @@ describe("file store", function()
     end)
 
     it("a folder where the file should be", function()
-      proc.sh("mkdir -p " .. q(path))
+      helpers.sh("mkdir -p " .. q(path))
       local store = file_store.new(path)
       local t, err = store.load()
       assert.is_nil(t)
@@ -151,13 +152,13 @@ describe("file store", function()
       local ok, serr = store.save(pair(1))
       assert.is_nil(ok)
       assert.is_truthy(tostring(serr):find(path, 1, true))
-      assert.are.equal("", (select(2, proc.sh("ls -A " .. q(path)))))
+      assert.are.equal("", (select(2, helpers.sh("ls -A " .. q(path)))))
     end)
 
     it("a symbolic link (the atomic replace would replace the link)", function()
       local store = file_store.new(path)
       assert.is_true(store.save(pair(1)))
-      proc.sh("mv " .. q(path) .. " " .. q(path .. ".real") .. " && ln -s tokens.json.real " .. q(path))
+      helpers.sh("mv " .. q(path) .. " " .. q(path .. ".real") .. " && ln -s tokens.json.real " .. q(path))
       local t, err = store.load()
       assert.is_nil(t)
       assert.are.equal("ELOOP", err.code)
@@ -217,21 +218,21 @@ describe("file store", function()
   it("removes temp files left by a crashed writer on the next lock or save", function()
     local store = file_store.new(path)
     assert.is_true(store.save(pair(1)))
-    local _, out = proc.sh("sh -c 'echo $$'") -- a pid that has just exited
+    local _, out = helpers.sh("sh -c 'echo $$'") -- a pid that has just exited
     local dead = out:match("%d+")
     local d = dir .. "/conf/exactonline/"
-    proc.write(d .. ".tokens.json.tmp." .. dead .. ".0badc0de", "{half")
-    proc.write(d .. ".other.json.tmp." .. dead .. ".0badc0de", "not ours")
-    proc.write(d .. ".tokens.json.tmp.1.0000cafe", "pid 1 lives: maybe in use")
+    helpers.write(d .. ".tokens.json.tmp." .. dead .. ".0badc0de", "{half")
+    helpers.write(d .. ".other.json.tmp." .. dead .. ".0badc0de", "not ours")
+    helpers.write(d .. ".tokens.json.tmp.1.0000cafe", "pid 1 lives: maybe in use")
     assert.is_true(store.save(pair(2)))
-    assert.is_nil(proc.read(d .. ".tokens.json.tmp." .. dead .. ".0badc0de"))
-    assert.is_not_nil(proc.read(d .. ".other.json.tmp." .. dead .. ".0badc0de"))
-    assert.is_not_nil(proc.read(d .. ".tokens.json.tmp.1.0000cafe"))
+    assert.is_nil(helpers.read(d .. ".tokens.json.tmp." .. dead .. ".0badc0de"))
+    assert.is_not_nil(helpers.read(d .. ".other.json.tmp." .. dead .. ".0badc0de"))
+    assert.is_not_nil(helpers.read(d .. ".tokens.json.tmp.1.0000cafe"))
     -- ...unless it is older than any live write could be
-    proc.sh("touch -d '1 hour ago' " .. q(d .. ".tokens.json.tmp.1.0000cafe"))
+    helpers.sh("touch -d '1 hour ago' " .. q(d .. ".tokens.json.tmp.1.0000cafe"))
     assert.is_true(store.lock(1))
     store.unlock()
-    assert.is_nil(proc.read(d .. ".tokens.json.tmp.1.0000cafe"))
+    assert.is_nil(helpers.read(d .. ".tokens.json.tmp.1.0000cafe"))
     assert.are.same(pair(2), store.load())
   end)
 
@@ -239,7 +240,7 @@ describe("file store", function()
     local store = file_store.new(path)
     assert.is_true(store.save({ access_token = "A0", refresh_token = "R0", obtained_at = 0, expires_at = 600 }))
     local snaps = dir .. "/snaps"
-    proc.sh("mkdir " .. q(snaps))
+    helpers.sh("mkdir " .. q(snaps))
     -- long tokens make each write span more than one syscall's worth of time; the child says when its
     -- loop runs (after its first save), so every kill lands inside the loop whatever the machine's load
     local cmd, done = proc.script(([[
@@ -258,7 +259,7 @@ describe("file store", function()
     local delays = {}
     math.randomseed(os.time())
     for i = 1, 200 do delays[i] = ("0.%03d"):format(math.random(0, 15)) end
-    local ok, out = proc.sh(([[
+    local ok, out = helpers.sh(([[
       i=1
       for delay in %s; do
         %s $i & pid=$!
@@ -274,7 +275,7 @@ describe("file store", function()
     assert.are.equal("", out)
     local newest = 0
     for i = 1, 200 do
-      local text = proc.read(snaps .. "/" .. i)
+      local text = helpers.read(snaps .. "/" .. i)
       local okj, doc = pcall(cjson.decode, text)
       assert.is_true(okj, "round " .. i .. " left a torn file")
       local t = doc.tokens
@@ -306,7 +307,7 @@ describe("file store", function()
                                  refresh_obtained_at = 5000, expires_at = 5600 })
         io.write(tostring(ok), "|", err and err.code or "", "|", tostring(err))
       ]]):format(path))
-      local ok, out = proc.sh("trap '' XFSZ; ulimit -f 1; " .. cmd)
+      local ok, out = helpers.sh("trap '' XFSZ; ulimit -f 1; " .. cmd)
       done()
       assert.is_true(ok, out)
       local res, code = out:match("^(%w+)|(%w*)|")
@@ -319,15 +320,15 @@ describe("file store", function()
 
     it("full disk (a 64 KiB tmpfs, where mounting works): ENOSPC with a clear error", function()
       local mnt = dir .. "/small"
-      proc.sh("mkdir " .. q(mnt))
-      if not proc.sh("mount -t tmpfs -o size=64k,mode=700 tmpfs " .. q(mnt)) then
+      helpers.sh("mkdir " .. q(mnt))
+      if not helpers.sh("mount -t tmpfs -o size=64k,mode=700 tmpfs " .. q(mnt)) then
         pending("mount is not allowed here; the ulimit -f case covers a failed write")
         return
       end
       local ok, res = pcall(function()
         local store = file_store.new(mnt .. "/tokens.json")
         assert.is_true(store.save(pair(1)))
-        proc.sh("dd if=/dev/zero of=" .. q(mnt .. "/fill") .. " bs=4k 2>/dev/null")
+        helpers.sh("dd if=/dev/zero of=" .. q(mnt .. "/fill") .. " bs=4k 2>/dev/null")
         local big = string.rep("z", 16384)
         local sok, err = store.save(pair(2, { access_token = big }))
         assert.is_nil(sok)
@@ -336,7 +337,7 @@ describe("file store", function()
         assert.are.same(pair(1), store.load())
         assert.are.equal(0, temps_in(mnt))
       end)
-      proc.sh("umount " .. q(mnt))
+      helpers.sh("umount " .. q(mnt))
       assert(ok, res)
     end)
 
@@ -344,16 +345,16 @@ describe("file store", function()
       local store = file_store.new(path)
       assert.is_true(store.save(pair(1)))
       local d = dir .. "/conf/exactonline"
-      proc.sh("chmod 500 " .. q(d))
+      helpers.sh("chmod 500 " .. q(d))
       local cmd, done = proc.script(([[
         local s = require("exactonline.file_store").new(%q)
         local ok, err = s.save({ access_token = "A9", refresh_token = "R9", obtained_at = 9000,
                                  refresh_obtained_at = 9000, expires_at = 9600 })
         io.write(tostring(ok), "|", err and err.code or "", "|", tostring(err))
       ]]):format(path))
-      local ok, out = proc.sh(proc.without_root_powers() .. cmd)
+      local ok, out = helpers.sh(proc.without_root_powers() .. cmd)
       done()
-      proc.sh("chmod 700 " .. q(d))
+      helpers.sh("chmod 700 " .. q(d))
       assert.is_true(ok, out)
       local res, code = out:match("^(%w+)|(%w*)|")
       assert.are.equal("nil", res, out)

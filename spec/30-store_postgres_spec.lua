@@ -2,6 +2,7 @@
 -- with real processes sharing one row.
 local exactonline = require "exactonline"
 local postgres = require "support.postgres"
+local helpers = require "helpers"
 local proc = require "support.proc"
 
 local function pair(n)
@@ -14,13 +15,13 @@ describe("postgres store", function()
 
   setup(function()
     pg = postgres.start()
-    dir = proc.tempdir()
+    dir = helpers.tmpdir()
   end)
 
   teardown(function()
     for _, s in ipairs(stores or {}) do s.close() end
     if pg then pg:stop() end
-    proc.rm_rf(dir)
+    helpers.rm_rf(dir)
   end)
 
   local n = 0
@@ -100,7 +101,7 @@ describe("postgres store", function()
                                refresh_obtained_at = 1015 })
       io.write(t.refresh_token, " ", tostring(ok), " ", tostring(why))
     ]])
-    local ok, out = proc.sh(cmd)
+    local ok, out = helpers.sh(cmd)
     done()
     assert.is_true(ok, out)
     assert.are.equal("R10 true kept_newer", out)
@@ -153,7 +154,7 @@ describe("postgres store", function()
         s.unlock()
       end
     ]])
-    local ok, out = proc.sh(cmd .. " & " .. cmd .. " & " .. cmd .. " & " .. cmd .. " & wait")
+    local ok, out = helpers.sh(cmd .. " & " .. cmd .. " & " .. cmd .. " & " .. cmd .. " & wait")
     done()
     assert.is_true(ok, out)
     assert.are.equal("", out)

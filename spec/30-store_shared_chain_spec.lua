@@ -6,7 +6,7 @@ local helpers = require "helpers"
 local postgres = require "support.postgres"
 local proc = require "support.proc"
 
-local q = proc.q
+local q = helpers.quote
 local JUMPS, PHASE = 3, 25 -- 4 phases of 25 requests = 100 per process
 
 -- The child: `<vm> script <id> <barrier dir>`; config and store come from the generated prelude.
@@ -48,14 +48,14 @@ local function run_shared(sb, n, store_code, bar)
     parts[#parts + 1] = "(" .. cmd .. " " .. i .. " " .. q(bar) .. " > " .. q(outs[i]) .. " 2>&1; echo $? > " ..
       q(outs[i] .. ".rc") .. ") >/dev/null 2>&1 &"
   end
-  proc.sh(table.concat(parts, " "))
+  helpers.sh(table.concat(parts, " "))
   for phase = 1, JUMPS do
     for i = 1, n do
       assert.is_true(proc.wait_for(bar .. "/ready." .. phase .. "." .. i, 60),
-        "process " .. i .. " never reached phase " .. phase .. ": " .. tostring(proc.read(outs[i])))
+        "process " .. i .. " never reached phase " .. phase .. ": " .. tostring(helpers.read(outs[i])))
     end
     sb:advance(700) -- every process's access token is now expired on the server's clock
-    proc.write(bar .. "/go." .. phase, "")
+    helpers.write(bar .. "/go." .. phase, "")
   end
   for i = 1, n do
     assert.is_true(proc.wait_for(outs[i] .. ".rc", 120), "process " .. i .. " did not finish")
@@ -63,8 +63,8 @@ local function run_shared(sb, n, store_code, bar)
   done()
   local total = 0
   for i = 1, n do
-    local out = proc.read(outs[i]) or ""
-    assert.are.equal("0", (proc.read(outs[i] .. ".rc") or ""):match("%d+"), out)
+    local out = helpers.read(outs[i]) or ""
+    assert.are.equal("0", (helpers.read(outs[i] .. ".rc") or ""):match("%d+"), out)
     local ok_n, failed = out:match("ok=(%d+) failed=(%d+)")
     assert.are.equal("0", failed, out)
     total = total + tonumber(ok_n)
@@ -78,12 +78,12 @@ describe("one refresh chain shared by processes", function()
   setup(function()
     sb = helpers.sandbox {}
     sb:limits { minutely = 100000, daily = 100000 }
-    dir = proc.tempdir()
+    dir = helpers.tmpdir()
   end)
 
   teardown(function()
     if sb then sb:stop() end
-    proc.rm_rf(dir)
+    helpers.rm_rf(dir)
   end)
 
   -- first tokens for a store: the code exchange, by a client using that store
@@ -103,7 +103,7 @@ describe("one refresh chain shared by processes", function()
     first_tokens(exactonline.file_store(path))
     local before = sb:stats()
     local bar = dir .. "/bar-file"
-    proc.sh("mkdir -p " .. q(bar))
+    helpers.sh("mkdir -p " .. q(bar))
     local total = run_shared(sb, 8, ("exactonline.file_store(%q)"):format(path), bar)
     local after = sb:stats()
     assert.are.equal(800, total)
@@ -129,7 +129,7 @@ describe("one refresh chain shared by processes", function()
       first_tokens(store)
       local before = sb:stats()
       local bar = dir .. "/bar-pg"
-      proc.sh("mkdir -p " .. q(bar))
+      helpers.sh("mkdir -p " .. q(bar))
       local total = run_shared(sb, 4,
         ("exactonline.stores.postgres{ conninfo = %q, key = 'shared-chain' }"):format(pg.conninfo), bar)
       local after = sb:stats()

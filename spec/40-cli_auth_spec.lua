@@ -2,6 +2,8 @@
 local helpers = require "helpers"
 local cli = require "support.cli_run"
 
+local q = helpers.quote
+
 local function no_traceback(res)
   local all = (res.stderr or "") .. (res.stdout or "") .. (res.output or "")
   assert.is_nil(all:find("stack traceback", 1, true), all)
@@ -25,16 +27,16 @@ describe("exactonline auth", function()
   end)
   before_each(function()
     sb:reset()
-    dir = cli.mktemp()
+    dir = helpers.tmpdir()
     env = cli.env_for(sb, dir)
   end)
   after_each(function()
-    cli.sh("rm -rf " .. cli.q(dir))
+    helpers.sh("rm -rf " .. q(dir))
   end)
 
   it("takes the redirect URL pasted on a terminal, stores the tokens and says who is connected", function()
     local res = cli.auth_pty(env, function(url)
-      assert.are.equal(sb.client_id, cli.param(url, "client_id"))
+      assert.are.equal(sb.client_id, helpers.query(url).client_id)
       return browser(sb, url)
     end)
     assert.are.equal(0, res.code, res.output)
@@ -55,9 +57,9 @@ describe("exactonline auth", function()
   it("opens the URL with xdg-open only when there is a display, and not with --no-browser", function()
     -- a stand-in xdg-open first on PATH records what it was asked to open
     local bin = dir .. "/bin"
-    cli.sh("mkdir -p " .. cli.q(bin))
-    cli.write(bin .. "/xdg-open", "#!/bin/sh\nprintf '%s\\n' \"$1\" >> \"$XDG_OPEN_LOG\"\n")
-    cli.sh("chmod 755 " .. cli.q(bin .. "/xdg-open"))
+    helpers.sh("mkdir -p " .. q(bin))
+    helpers.write(bin .. "/xdg-open", "#!/bin/sh\nprintf '%s\\n' \"$1\" >> \"$XDG_OPEN_LOG\"\n")
+    helpers.sh("chmod 755 " .. q(bin .. "/xdg-open"))
     local log = dir .. "/opened"
     local function auth(extra, args)
       local e = cli.env_for(sb, dir, extra)
@@ -71,10 +73,10 @@ describe("exactonline auth", function()
     end
     local function opened()
       for _ = 1, 40 do -- xdg-open runs in the background
-        if cli.exists(log) then break end
-        cli.sh("sleep 0.05")
+        if helpers.exists(log) then break end
+        helpers.sh("sleep 0.05")
       end
-      local text = cli.read(log)
+      local text = helpers.read(log)
       os.remove(log)
       return text
     end
@@ -100,7 +102,7 @@ describe("exactonline auth", function()
   it("says consent was denied", function()
     local res = cli.auth_pty(env, function(url)
       return "https://localhost/callback?error=access_denied&error_description=The+user+denied+access&state="
-        .. cli.param(url, "state")
+        .. helpers.query(url).state
     end)
     assert.are.equal(1, res.code, res.output)
     assert.matches("denied", res.output:lower())
@@ -176,8 +178,8 @@ describe("exactonline auth", function()
   end)
 
   it("reads settings from the config file, below the environment", function()
-    cli.sh("mkdir -p " .. cli.q(dir .. "/config/exactonline"))
-    cli.write(dir .. "/config/exactonline/config.lua", ("return { client_id = %q, client_secret = 'from-file' }")
+    helpers.sh("mkdir -p " .. q(dir .. "/config/exactonline"))
+    helpers.write(dir .. "/config/exactonline/config.lua", ("return { client_id = %q, client_secret = 'from-file' }")
       :format(sb.client_id))
     local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_ID = false }), { "auth", "--redirect-url", sb:code() })
     assert.are.equal(0, res.code, res.stderr)
@@ -195,12 +197,12 @@ describe("exactonline token and refresh", function()
   end)
   before_each(function()
     sb:reset()
-    dir = cli.mktemp()
+    dir = helpers.tmpdir()
     env = cli.env_for(sb, dir)
     assert.are.equal(0, cli.run(env, { "auth", "--redirect-url", sb:code() }).code)
   end)
   after_each(function()
-    cli.sh("rm -rf " .. cli.q(dir))
+    helpers.sh("rm -rf " .. q(dir))
   end)
 
   local function shift(fields, seconds)
@@ -263,7 +265,7 @@ describe("exactonline token and refresh", function()
     assert.is_nil(lines[1]:find(cli.token_doc(dir).tokens.refresh_token, 1, true))
     -- once per process: a second client on the same tokens in the same process stays quiet
     local script = dir .. "/two.lua"
-    cli.write(script, ([[
+    helpers.write(script, ([[
       local exactonline = require "exactonline"
       for _ = 1, 2 do
         local c = assert(exactonline.new { client_id = %q, client_secret = %q, redirect_uri = %q,
@@ -273,7 +275,7 @@ describe("exactonline token and refresh", function()
       end
     ]]):format(sb.client_id, sb.client_secret, sb.redirect_uri, sb.base_url, sb.cafile,
       dir .. "/config/exactonline/tokens.json"))
-    local out = cli.capture(cli.vm() .. " " .. cli.q(script) .. " 2>&1 >/dev/null")
+    local out = helpers.capture(helpers.lua() .. " " .. q(script) .. " 2>&1 >/dev/null")
     local n = 0
     for _ in out:gmatch("exactonline: warning: ") do n = n + 1 end
     assert.are.equal(1, n, out)
@@ -314,14 +316,14 @@ describe("exactonline auth --listen", function()
     probe:close()
     local redirect_uri = "http://127.0.0.1:" .. port .. "/callback"
     local sb = helpers.sandbox { redirect_uri = redirect_uri }
-    local dir = cli.mktemp()
+    local dir = helpers.tmpdir()
     local ok, err = pcall(function()
       local h = cli.spawn(cli.env_for(sb, dir), { "auth", "--listen", "--timeout", "30" })
       local url
       for _ = 1, 200 do
-        url = (cli.read(h.dir .. "/out") or ""):match("(https://%S+/api/oauth2/auth%?%S+)")
-        if url and (cli.read(h.dir .. "/out") or ""):find("Waiting", 1, true) then break end
-        cli.sh("sleep 0.05")
+        url = (helpers.read(h.dir .. "/out") or ""):match("(https://%S+/api/oauth2/auth%?%S+)")
+        if url and (helpers.read(h.dir .. "/out") or ""):find("Waiting", 1, true) then break end
+        helpers.sh("sleep 0.05")
       end
       assert.is_string(url)
       local location = browser(sb, url)
@@ -335,7 +337,7 @@ describe("exactonline auth --listen", function()
       assert.are.equal(1, sb:stats().code_exchanges)
     end)
     sb:stop()
-    cli.sh("rm -rf " .. cli.q(dir))
+    helpers.sh("rm -rf " .. q(dir))
     assert(ok, err)
   end)
 end)

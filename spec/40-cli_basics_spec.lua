@@ -1,18 +1,19 @@
 -- The CLI as a program: --help on every command, --version, running from a checkout from anywhere,
 -- and `make install` putting a bin/exactonline that runs on its own.
+local helpers = require "helpers"
 local cli = require "support.cli_run"
 
-local q = cli.q
+local q = helpers.quote
 
 -- `cmd`'s exit code and output (stdout and stderr together)
 local function sh(cmd)
-  local out = cli.capture("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
+  local out = helpers.capture("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
   local rc = tonumber(out:match("__rc=(%d+)%s*$"))
   return rc, (out:gsub("__rc=%d+%s*$", ""))
 end
 
 describe("the exactonline program", function()
-  local root = cli.root()
+  local root = helpers.root
   local version = require("exactonline").version
 
   it("prints its version", function()
@@ -48,7 +49,7 @@ describe("the exactonline program", function()
   end)
 
   it("runs from a checkout, called by its full path from another folder", function()
-    local rc, out = sh("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 " .. cli.vm() .. " "
+    local rc, out = sh("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 " .. helpers.lua() .. " "
       .. q(root .. "/bin/exactonline") .. " --version")
     assert.are.equal(0, rc, out)
     assert.are.equal("exactonline " .. version .. "\n", out)
@@ -56,7 +57,7 @@ describe("the exactonline program", function()
       .. q(root .. "/bin/exactonline") .. " --version") -- through its #! line
     assert.are.equal(0, rc, out)
     assert.are.equal("exactonline " .. version .. "\n", out)
-    local dir = cli.mktemp()
+    local dir = helpers.tmpdir()
     assert.are.equal(0, (sh("ln -s " .. q(root .. "/bin/exactonline") .. " " .. q(dir .. "/exactonline"))))
     rc, out = sh("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 "
       .. q(dir .. "/exactonline") .. " --version") -- through a symlink in ~/bin, say
@@ -65,15 +66,15 @@ describe("the exactonline program", function()
   end)
 
   it("make install installs a bin/exactonline that runs from the installed tree alone", function()
-    local dest = cli.mktemp()
+    local dest = helpers.tmpdir()
     local rc, out = sh("make -s -C " .. q(root) .. " install DESTDIR=" .. q(dest) .. " PREFIX=/usr")
     assert.are.equal(0, rc, out)
     local usr = dest .. "/usr"
     local f = io.open(usr .. "/bin/exactonline")
     assert.is_not_nil(f, "no bin/exactonline installed")
     f:close()
-    assert.is_true(cli.exists(usr .. "/lib/lua/5.4/exactonline/core.so"))
-    assert.is_true(cli.exists(usr .. "/share/lua/5.4/exactonline/cli/export.lua"))
+    assert.is_true(helpers.exists(usr .. "/lib/lua/5.4/exactonline/core.so"))
+    assert.is_true(helpers.exists(usr .. "/share/lua/5.4/exactonline/cli/export.lua"))
     -- away from the checkout, with only the installed tree on the paths
     local env = "cd / && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 XDG_CONFIG_HOME=" .. q(dest .. "/config")
       .. " LUA_PATH=" .. q(usr .. "/share/lua/5.4/?.lua;" .. usr .. "/share/lua/5.4/?/init.lua;;")

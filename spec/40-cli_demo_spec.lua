@@ -1,9 +1,12 @@
 -- `make demo` runs `bin/exactonline demo`: the whole flow against its own sandbox.
+local helpers = require "helpers"
 local cli = require "support.cli_run"
+
+local q = helpers.quote
 
 describe("exactonline demo", function()
   it("authorizes, exports the accounts to CSV, shows the token and stops its sandbox", function()
-    local dir = cli.mktemp()
+    local dir = helpers.tmpdir()
     local csv = dir .. "/accounts.csv"
     local res = cli.run({ XDG_CONFIG_HOME = dir .. "/config" }, { "demo", "--accounts", "1200", "-o", csv })
     assert.are.equal(0, res.code, res.stdout .. res.stderr)
@@ -14,37 +17,37 @@ describe("exactonline demo", function()
     assert.matches("exactonline auth", res.stdout, 1, true)
     assert.is_nil(res.stdout:find("sandbox-secret", 1, true))
     local n = 0
-    for _ in cli.read(csv):gmatch("\r\n") do n = n + 1 end
+    for _ in helpers.read(csv):gmatch("\r\n") do n = n + 1 end
     assert.are.equal(1201, n)
     -- the sandbox is gone: the port it printed no longer answers
     local base = res.stdout:match("(https://localhost:%d+)")
     assert.is_string(base)
-    assert.is_false(cli.sh("curl -sk -o /dev/null --max-time 2 " .. cli.q(base .. "/api/v1/current/Me")))
-    cli.sh("rm -rf " .. cli.q(dir))
+    assert.is_false(helpers.sh("curl -sk -o /dev/null --max-time 2 " .. q(base .. "/api/v1/current/Me")))
+    helpers.sh("rm -rf " .. q(dir))
   end)
 
   -- the real thing, once (lua5.4 runs it; the luajit pass would only repeat it): make demo in a fresh clone
   -- of the committed tree, building its own core, with no token or config from this machine
-  if cli.vm() == "lua5.4" then
+  if helpers.lua() == "lua5.4" then
     it("make demo passes in a fresh clone", function()
-      local dir = cli.mktemp()
+      local dir = helpers.tmpdir()
       local clone = dir .. "/clone"
-      assert.is_true(cli.sh("git clone -q " .. cli.q(cli.root()) .. " " .. cli.q(clone)))
-      local out = cli.capture("cd " .. cli.q(clone) .. " && env -u DISPLAY -u WAYLAND_DISPLAY -u EXACT_CLIENT_ID "
-        .. "-u EXACT_TOKEN_FILE -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 HOME=" .. cli.q(dir)
-        .. " XDG_CONFIG_HOME=" .. cli.q(dir .. "/config") .. " make demo 2>&1; echo \"__rc=$?\"")
+      assert.is_true(helpers.sh("git clone -q " .. q(helpers.root) .. " " .. q(clone)))
+      local out = helpers.capture("cd " .. q(clone) .. " && env -u DISPLAY -u WAYLAND_DISPLAY -u EXACT_CLIENT_ID "
+        .. "-u EXACT_TOKEN_FILE -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 HOME=" .. q(dir)
+        .. " XDG_CONFIG_HOME=" .. q(dir .. "/config") .. " make demo 2>&1; echo \"__rc=$?\"")
       assert.matches("__rc=0%s*$", out)
-      assert.is_true(cli.exists(clone .. "/build/lua5.4/exactonline/core.so"))
+      assert.is_true(helpers.exists(clone .. "/build/lua5.4/exactonline/core.so"))
       assert.matches("Connected as", out, 1, true)
       assert.matches("%d+ days left", out)
       assert.matches("export crm/Accounts -o accounts.csv", out, 1, true)
-      local csv = cli.read(clone .. "/demo/accounts.csv")
+      local csv = helpers.read(clone .. "/demo/accounts.csv")
       assert.is_string(csv, "no demo/accounts.csv")
       assert.matches("^ID,", csv)
       local n = 0
       for _ in csv:gmatch("\r\n") do n = n + 1 end
       assert.is_true(n > 1000, n .. " lines")
-      cli.sh("rm -rf " .. cli.q(dir))
+      helpers.sh("rm -rf " .. q(dir))
     end)
   end
 end)

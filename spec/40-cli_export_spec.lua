@@ -3,6 +3,8 @@ local helpers = require "helpers"
 local cli = require "support.cli_run"
 local cjson = require "cjson"
 
+local q = helpers.quote
+
 local PY_COMPARE = [[
 import csv, json, sys
 rows = list(csv.reader(open(sys.argv[1], newline='', encoding='utf-8')))
@@ -29,14 +31,14 @@ describe("exactonline export", function()
   setup(function()
     sb = helpers.sandbox { accounts = 10000 }
     sb:limits { minutely = 100000, daily = 100000 }
-    dir = cli.mktemp()
+    dir = helpers.tmpdir()
     env = cli.env_for(sb, dir)
     local res = cli.run(env, { "auth", "--redirect-url", sb:code() })
     assert.are.equal(0, res.code, res.stderr)
   end)
   teardown(function()
     if sb then sb:stop() end
-    if dir then cli.sh("rm -rf " .. cli.q(dir)) end
+    if dir then helpers.sh("rm -rf " .. q(dir)) end
   end)
 
   local function api_calls()
@@ -46,7 +48,7 @@ describe("exactonline export", function()
   -- the export's temp file beside FILE: FILE.partial-PID.RANDOM (an unpredictable name), or nil
   local function partial_of(path, pid)
     local folder, base = path:match("^(.*)/([^/]+)$")
-    for name in cli.capture("ls -a " .. cli.q(folder)):gmatch("[^\n]+") do
+    for name in helpers.capture("ls -a " .. q(folder)):gmatch("[^\n]+") do
       if name:match("^" .. base:gsub("%p", "%%%0") .. "%.partial%-" .. pid .. "%.%x+$") then
         return folder .. "/" .. name
       end
@@ -57,8 +59,8 @@ describe("exactonline export", function()
   local function wait_for_partial(path, pid, nonempty)
     for _ = 1, 200 do
       local p = partial_of(path, pid)
-      if p and (not nonempty or #(cli.read(p) or "") > 0) then return p end
-      cli.sh("sleep 0.05")
+      if p and (not nonempty or #(helpers.read(p) or "") > 0) then return p end
+      helpers.sh("sleep 0.05")
     end
     return partial_of(path, pid)
   end
@@ -89,15 +91,15 @@ describe("exactonline export", function()
     assert.are.equal(0, res.code, res.stderr)
 
     local py = dir .. "/compare.py"
-    cli.write(py, PY_COMPARE)
-    local out = cli.capture("python3 " .. cli.q(py) .. " " .. cli.q(csv) .. " " .. cli.q(jsonl) .. " 2>&1")
+    helpers.write(py, PY_COMPARE)
+    local out = helpers.capture("python3 " .. q(py) .. " " .. q(csv) .. " " .. q(jsonl) .. " 2>&1")
     local ok, summary = pcall(cjson.decode, out)
     assert(ok, out)
     assert.are.equal(10000, summary.rows)
     assert.are.equal(10000, summary.ids)
     assert.are.equal("ID", summary.header[1])
 
-    local text = cli.read(csv)
+    local text = helpers.read(csv)
     assert.are.equal("\r\n", text:sub(-2))
     assert.matches('"Quote "" comma, line\r\nbreak Zoë"', text, 1, true)
     assert.matches(",                 1,", text, 1, true) -- 18-character codes keep their padding
@@ -142,12 +144,12 @@ describe("exactonline export", function()
   it("shows a self-updating progress line when stderr is a terminal", function()
     local csv = dir .. "/tty.csv"
     local cmd = cli.command(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
-    local out = cli.capture("script -qec " .. cli.q(cmd) .. " /dev/null </dev/null 2>&1")
+    local out = helpers.capture("script -qec " .. q(cmd) .. " /dev/null </dev/null 2>&1")
     assert.matches("\rexport bulk/CRM/Accounts: 1000 rows, 1 page, %d+ rows/s, "
       .. "calls left %d+ this minute, %d+ today\27%[K", out)
     assert.matches("\rexport bulk/CRM/Accounts: 10000 rows, 10 pages, ", out, 1, true)
     assert.matches("exported 10000 rows", out, 1, true)
-    assert.is_true(cli.exists(csv))
+    assert.is_true(helpers.exists(csv))
   end)
 
   it("leaves no file when the sandbox fails mid-export, and exits non-zero", function()
@@ -156,13 +158,13 @@ describe("exactonline export", function()
     local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
     local partial = wait_for_partial(csv, h.pid, true)
     assert.is_string(partial, "no temp file beside " .. csv)
-    assert.is_true(#(cli.read(partial) or "") > 0, "the first page was written to the temp file")
+    assert.is_true(#(helpers.read(partial) or "") > 0, "the first page was written to the temp file")
     sb:fault("truncate", 5)
     local code = h.wait()
     assert.are_not.equal(0, code)
     assert.matches("was not written", h.stderr, 1, true)
-    assert.is_false(cli.exists(csv))
-    assert.is_false(cli.exists(partial))
+    assert.is_false(helpers.exists(csv))
+    assert.is_false(helpers.exists(partial))
     sb:fault("truncate", 0)
   end)
 
@@ -172,11 +174,11 @@ describe("exactonline export", function()
     local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
     local partial = wait_for_partial(csv, h.pid, true)
     assert.is_string(partial, "no temp file beside " .. csv)
-    cli.sh("kill -INT " .. h.pid)
+    helpers.sh("kill -INT " .. h.pid)
     local code = h.wait()
     assert.are.equal(130, code, h.stderr)
-    assert.is_false(cli.exists(csv))
-    assert.is_false(cli.exists(partial))
+    assert.is_false(helpers.exists(csv))
+    assert.is_false(helpers.exists(partial))
   end)
 
   it("removes the partial file an export killed with -9 left, at the next export to that file", function()
@@ -185,23 +187,23 @@ describe("exactonline export", function()
     local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
     local partial = wait_for_partial(csv, h.pid)
     assert.is_string(partial, "the export never opened its temp file")
-    cli.sh("kill -9 " .. h.pid)
+    helpers.sh("kill -9 " .. h.pid)
     assert.are.equal(137, h.wait())
     sb:fault("slow", 0)
-    assert.is_true(cli.exists(partial), "kill -9 leaves the partial file (nothing can remove it then)")
-    assert.is_false(cli.exists(csv))
+    assert.is_true(helpers.exists(partial), "kill -9 leaves the partial file (nothing can remove it then)")
+    assert.is_false(helpers.exists(csv))
     -- beside it: a partial of a live process (pid 1) and one of another file: not ours to remove
     local live, other = csv .. ".partial-1.0abc", dir .. "/other.csv.partial-" .. h.pid .. ".0abc"
-    cli.write(live, "in use")
-    cli.write(other, "another export's")
+    helpers.write(live, "in use")
+    helpers.write(other, "another export's")
 
     local res = cli.run(env, { "export", "crm/Accounts", "--select", "ID,Name", "--filter", "City eq 'Delft'",
       "-o", csv })
     assert.are.equal(0, res.code, res.stderr)
-    assert.is_false(cli.exists(partial), "the dead export's partial file is still there")
-    assert.is_true(cli.exists(live))
-    assert.is_true(cli.exists(other))
-    assert.matches("^ID,Name\r\n", cli.read(csv))
+    assert.is_false(helpers.exists(partial), "the dead export's partial file is still there")
+    assert.is_true(helpers.exists(live))
+    assert.is_true(helpers.exists(other))
+    assert.matches("^ID,Name\r\n", helpers.read(csv))
     os.remove(live)
     os.remove(other)
   end)
@@ -211,9 +213,9 @@ describe("exactonline export", function()
     local res = cli.run(env, { "sync", "crm/Accounts", "-o", out, "--select", "ID,Name,Timestamp" })
     assert.are.equal(0, res.code, res.stderr)
     local n = 0
-    for _ in cli.read(out):gmatch("[^\n]+") do n = n + 1 end
+    for _ in helpers.read(out):gmatch("[^\n]+") do n = n + 1 end
     assert.are.equal(10000, n)
-    local state = cjson.decode(cli.read(out .. ".sync-state"))
+    local state = cjson.decode(helpers.read(out .. ".sync-state"))
     assert.is_number(state.timestamp)
 
     local client = assert(require("exactonline").new {
@@ -230,14 +232,14 @@ describe("exactonline export", function()
     assert.are.equal(0, res.code, res.stderr)
     assert.are.equal(1, api_calls() - before)
     local lines = {}
-    for l in cli.read(out):gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(l) end
+    for l in helpers.read(out):gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(l) end
     assert.are.equal(1, #lines)
     assert.are.equal(rows[2].ID, lines[1].ID)
-    assert.is_true(cjson.decode(cli.read(out .. ".sync-state")).timestamp > state.timestamp)
+    assert.is_true(cjson.decode(helpers.read(out .. ".sync-state")).timestamp > state.timestamp)
 
     res = cli.run(env, { "sync", "crm/Accounts", "-o", out })
     assert.are.equal(0, res.code, res.stderr)
-    assert.are.equal("", cli.read(out))
+    assert.are.equal("", helpers.read(out))
   end)
 
   it("get prints pretty JSON; API errors are one message, no traceback", function()

@@ -7,7 +7,7 @@ local cjson = require "cjson"
 local db = require "exactonline.replicate.db"
 local catalog = require "exactonline.replicate.catalog"
 
-local q = proc.q
+local q = helpers.quote
 local ACC = catalog.lookup("crm/Accounts")
 local SI = catalog.lookup("salesinvoice/SalesInvoices")
 local SIL = catalog.lookup("salesinvoice/SalesInvoiceLines")
@@ -71,14 +71,14 @@ for _, backend in ipairs(backends()) do
     end
 
     setup(function()
-      dir = proc.tempdir()
+      dir = helpers.tmpdir()
       if backend.pg then pg = postgres.start() end
     end)
 
     teardown(function()
       if R then R:close() end
       if pg then pg:stop() end
-      proc.rm_rf(dir)
+      helpers.rm_rf(dir)
     end)
 
     it("makes one table per entity with Exact's fields in lower case, typed per Edm type", function()
@@ -344,7 +344,7 @@ R:close()
           .. "'crm/Accounts'")
         assert.are.equal(tonumber(cur[1].ts), tonumber(r[1].m) or 0)
       end
-      local ok, out = proc.sh(helpers.lua_env() .. " " .. cmd)
+      local ok, out = helpers.sh(helpers.lua_env() .. " " .. cmd)
       done()
       assert.is_true(ok, out)
       local r = query("SELECT CAST(count(*) AS TEXT) AS n, CAST(count(DISTINCT id) AS TEXT) AS d, "
@@ -368,7 +368,7 @@ R:close()
         assert.is_nil(bad)
         assert.are.equal("cannot_open", err.code)
         assert.matches("no/such/folder/x.db", tostring(err), 1, true)
-        proc.write(dir .. "/junk.db", ("this is not an sqlite file\n"):rep(200))
+        helpers.write(dir .. "/junk.db", ("this is not an sqlite file\n"):rep(200))
         bad, err = db.open("sqlite:" .. dir .. "/junk.db")
         if bad then
           local ok
@@ -387,8 +387,8 @@ end
 
 describe("replica database (SQLite) failures", function()
   local dir
-  setup(function() dir = proc.tempdir() end)
-  teardown(function() proc.rm_rf(dir) end)
+  setup(function() dir = helpers.tmpdir() end)
+  teardown(function() helpers.rm_rf(dir) end)
 
   it("reports a locked database (another program's open write transaction) by name, after its busy timeout",
     function()
@@ -414,26 +414,26 @@ describe("replica database (SQLite) failures", function()
     local R = assert(db.open("sqlite:" .. path))
     assert(R:apply_page(7, ACC, { account(1, 1) }, 1))
     R:close()
-    proc.sh("chmod 0444 " .. q(path) .. " && chmod 0555 " .. q(dir))
+    helpers.sh("chmod 0444 " .. q(path) .. " && chmod 0555 " .. q(dir))
     local cmd, done = child_cmd("sqlite:" .. path, [[
 local ok, err = R:apply_page(7, catalog.lookup("crm/Accounts"), { { ID = "00000000-0000-4000-a000-000000000002",
   Timestamp = 2 } }, 2)
 print(ok, err and err.code, err)
 ]])
-    local _, out = proc.sh(helpers.lua_env() .. " " .. proc.without_root_powers() .. cmd)
+    local _, out = helpers.sh(helpers.lua_env() .. " " .. proc.without_root_powers() .. cmd)
     done()
-    proc.sh("chmod 0755 " .. q(dir) .. " && chmod 0644 " .. q(path))
+    helpers.sh("chmod 0755 " .. q(dir) .. " && chmod 0644 " .. q(path))
     assert.matches("read_only", out)
     assert.matches("not writable", out)
   end)
 
   it("reports a full disk and keeps every page committed before it (a real ENOSPC on a small tmpfs)", function()
-    if not proc.sh("unshare -rm true") then
+    if not helpers.sh("unshare -rm true") then
       pending("no user and mount namespaces here (unshare -rm)")
       return
     end
     local mnt = dir .. "/small"
-    proc.sh("mkdir -p " .. q(mnt))
+    helpers.sh("mkdir -p " .. q(mnt))
     local cmd, done = proc.script(([[
 local R = assert(require('exactonline.replicate.db').open(%q))
 local ACC = require('exactonline.replicate.catalog').lookup("crm/Accounts")
@@ -455,7 +455,7 @@ local C = assert(require('exactonline.replicate.db').open(%q))
 local st = C:state(7, "crm/Accounts")
 print("cursor=" .. tostring(st and st.last_timestamp), "rows=" .. tostring(C:count(ACC, 7)))
 ]]):format("sqlite:" .. mnt .. "/full.db", "sqlite:" .. mnt .. "/full.db"))
-    local ok, out = proc.sh("unshare -rm sh -c " .. q("mount -t tmpfs -o size=2m tmpfs " .. q(mnt) .. " && " ..
+    local ok, out = helpers.sh("unshare -rm sh -c " .. q("mount -t tmpfs -o size=2m tmpfs " .. q(mnt) .. " && " ..
       helpers.lua_env() .. " " .. cmd))
     done()
     assert.is_true(ok, out)

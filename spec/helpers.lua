@@ -1,25 +1,73 @@
---- Spec helpers: a real sandbox (nginx + Lua, HTTPS) per spec file, and a curl-CLI HTTP client.
+--- The suite helper: one place for what every spec file needs.
 --   local helpers = require "helpers"
---   local sb = helpers.sandbox{ accounts = 250 }
---   local status, headers, body = helpers.http("GET", sb.base_url .. "/api/v1/current/Me", { headers = {…} })
+--   describe("…", function()
+--     local sb = helpers.use_sandbox{ accounts = 250 }  -- this block's sandbox: started in setup, reset before
+--                                                       -- each test, stopped in teardown
+--     local dir = helpers.tmpdir()                      -- removed when the spec file ends
+--     local ok, out = helpers.sh("ls " .. helpers.quote(dir))
+--     local status, headers, body = helpers.http("GET", sb.base_url .. "/api/v1/current/Me", { headers = {…} })
 local io, os, debug, string, table, math = io, os, debug, string, table, math
-local tostring, tonumber, type, pairs, ipairs, error, setmetatable, rawget, pcall, require =
-  tostring, tonumber, type, pairs, ipairs, error, setmetatable, rawget, pcall, require
+local tostring, tonumber, type, pairs, ipairs, error, assert, setmetatable, rawget, pcall, require =
+  tostring, tonumber, type, pairs, ipairs, error, assert, setmetatable, rawget, pcall, require
 
 local runner = require "exactonline.sandbox"
 local cjson = require "cjson"
 
 local helpers = {}
 
+-- shell and files -----------------------------------------------------------------------------------
+
+--- one word for sh, whatever it holds
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+helpers.quote = quote
+
+--- a command's standard output
+local function capture(cmd)
+  local f = io.popen(cmd)
+  local out = f:read("*a")
+  f:close()
+  return out
+end
+helpers.capture = capture
+
+--- run a shell command: ok, output (stdout and stderr together), exit code
+function helpers.sh(cmd)
+  local out = capture("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
+  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
+  return rc == 0, (out:gsub("__rc=%d+%s*$", "")), rc
+end
+
+--- a file's bytes, or nil when it cannot be read
+function helpers.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function helpers.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+function helpers.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+function helpers.is_root()
+  return capture("id -u"):match("^0%s*$") ~= nil
+end
+
 local function this_dir()
   local src = debug.getinfo(1, "S").source:gsub("^@", "")
   local dir = src:match("^(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local p = io.popen("pwd")
-    local cwd = p:read("*l")
-    p:close()
-    dir = cwd .. "/" .. dir
-  end
+  if dir:sub(1, 1) ~= "/" then dir = capture("pwd"):gsub("%s+$", "") .. "/" .. dir end
   return dir
 end
 
@@ -27,37 +75,61 @@ helpers.root = this_dir():gsub("/spec$", "")
 helpers.tls_dir = os.getenv("EXACTONLINE_SANDBOX_TLS") or (helpers.root .. "/build/sandbox-tls")
 helpers.json = cjson
 
-local quote = runner.quote
-helpers.quote = quote
-
--- what this file's sandboxes and temp dirs are; a spec file that forgets to stop its sandbox gets it
--- stopped when the next spec file loads helpers (busted insulates files, so helpers loads once per file)
--- and, at the latest, by a watchdog when the busted process exits.
+-- cleanup --------------------------------------------------------------------------------------------
+-- What a spec file started (sandboxes, servers) and made (temp dirs) goes when the file ends, whatever
+-- its tests did: busted's "file end" runs the list (busted insulates files, so this module loads once per
+-- file; the registry outlives that). A sandbox a crashed busted leaves behind is stopped by its watchdog.
 local REGKEY = "exactonline.spec.helpers.cleanup"
 local registry = debug.getregistry()
-do
-  local previous = registry[REGKEY]
-  if previous then
-    for _, fn in ipairs(previous) do pcall(fn) end
-  end
-  registry[REGKEY] = {}
-end
-local cleanups = registry[REGKEY]
 
-local function read_cmd(cmd)
-  local f = io.popen(cmd)
-  local out = f:read("*a")
-  f:close()
-  return out
+local function run_cleanups()
+  local list = registry[REGKEY] or {}
+  registry[REGKEY] = {}
+  for i = #list, 1, -1 do pcall(list[i]) end
 end
+
+local busted_ok, busted = pcall(require, "busted")
+busted = busted_ok and busted.subscribe and busted or nil
+if not registry[REGKEY] then
+  registry[REGKEY] = {}
+  if busted then
+    busted.subscribe({ "file", "end" }, function()
+      run_cleanups()
+      return nil, true
+    end)
+  end
+end
+
+--- run fn when this spec file ends (last registered, first run)
+function helpers.on_cleanup(fn)
+  local list = registry[REGKEY]
+  list[#list + 1] = fn
+end
+
+function helpers.rm_rf(dir)
+  if dir and dir:match("^/tmp/exactonline%-") then
+    helpers.sh("chmod -R u+rwx " .. quote(dir) .. "; rm -rf " .. quote(dir))
+  end
+end
+
+--- a fresh temporary directory, removed (modes and all) when the spec file ends
+function helpers.tmpdir()
+  local dir = capture("mktemp -d /tmp/exactonline-spec.XXXXXX"):gsub("%s+$", "")
+  if dir == "" then error("mktemp failed", 2) end
+  helpers.on_cleanup(function() helpers.rm_rf(dir) end)
+  return dir
+end
+
+-- child processes ------------------------------------------------------------------------------------
 
 local owner_pid
 local function my_pid()
   if not owner_pid then
-    owner_pid = tonumber(read_cmd("echo $PPID"):match("%d+"))
+    owner_pid = tonumber(capture("echo $PPID"):match("%d+"))
   end
   return owner_pid
 end
+helpers.pid = my_pid
 
 --- the interpreter running these specs ("lua5.4" or "luajit"), for spawning child processes alike
 function helpers.lua(vm)
@@ -71,6 +143,22 @@ function helpers.lua_env(vm)
   return "LUA_PATH=" .. quote(r .. "/lua/?.lua;" .. r .. "/lua/?/init.lua;" .. r .. "/spec/?.lua;;") ..
     " LUA_CPATH=" .. quote(r .. "/build/" .. vm .. "/?.so;;") ..
     " LUA_CPATH_5_4=" .. quote(r .. "/build/" .. vm .. "/?.so;;")
+end
+
+--- an `env …` prefix for a child process that sees only an installed tree (PREFIX = tree), not the checkout
+function helpers.installed_env(tree)
+  return "env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH=" ..
+    quote(tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua;;") ..
+    " LUA_CPATH=" .. quote(tree .. "/lib/lua/5.4/?.so;;")
+end
+
+--- `make install` of this checkout into a fresh DESTDIR with PREFIX=/usr: the tree (…/usr) | nil, output
+function helpers.make_install()
+  local dest = helpers.tmpdir()
+  local ok, out = helpers.sh("make -s -C " .. quote(helpers.root) .. " install DESTDIR=" .. quote(dest) ..
+    " PREFIX=/usr")
+  if not ok then return nil, out end
+  return dest .. "/usr"
 end
 
 --- a free loopback TCP port (bind port 0, read it back, release it)
@@ -88,21 +176,7 @@ function helpers.free_port()
   return math.random(20000, 60000)
 end
 
---- a fresh temporary directory (removed when the next spec file starts)
-function helpers.tmpdir()
-  local dir = read_cmd("mktemp -d /tmp/exactonline-spec.XXXXXX"):gsub("%s+$", "")
-  if dir == "" then error("mktemp failed") end
-  cleanups[#cleanups + 1] = function() os.execute("rm -rf " .. quote(dir)) end
-  return dir
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = helpers.read
 
 local function parse_headers(text)
   -- keep the last response block (curl writes one per 1xx/redirect)
@@ -151,7 +225,7 @@ function helpers.http(method, url, opts)
   end
   if opts.extra then args[#args + 1] = opts.extra end
   args[#args + 1] = quote(url)
-  local out = read_cmd(table.concat(args, " ") .. " 2>" .. quote(efile))
+  local out = capture(table.concat(args, " ") .. " 2>" .. quote(efile))
   local status, code = out:match("(%d+)%s+(%d+)")
   status, code = tonumber(status), tonumber(code)
   local headers, body, errtext = parse_headers(read_file(hfile)), read_file(bfile) or "", read_file(efile) or ""
@@ -382,7 +456,7 @@ function Sandbox:api(method, path, token, opts)
 end
 
 function Sandbox:stop()
-  if self.stopped then return end
+  if self.stopped or not self.info then return end
   self.stopped = true
   runner.stop(self.info)
 end
@@ -401,11 +475,9 @@ function Sandbox:configure(t)
   return self:control("POST", "/_sandbox/config?" .. table.concat(q, "&"))
 end
 
---- helpers.sandbox(opts) --> a running sandbox handle (nginx on a free loopback port, HTTPS)
--- opts: accounts, sizes ({ transactionlines = N, … }), division, divisions (how many), client_id,
--- client_secret, redirect_uri, workers, tls (default true)
-function helpers.sandbox(opts)
-  opts = opts or {}
+-- start nginx on a free loopback port with this handle's options and fill the handle in
+function Sandbox:start()
+  local opts = self.opts
   local tls_dir = opts.tls == false and nil or helpers.tls_dir
   local info, err
   for _ = 1, 5 do
@@ -413,7 +485,7 @@ function helpers.sandbox(opts)
       client_id = opts.client_id, client_secret = opts.client_secret, redirect_uri = opts.redirect_uri,
       division = opts.division, accounts = opts.accounts, workers = opts.workers, sizes = opts.sizes,
       divisions = opts.divisions }
-    if not info then error("sandbox: " .. tostring(err), 2) end
+    if not info then error("sandbox: " .. tostring(err), 3) end
     local ok
     ok, err = runner.start(info)
     if ok then break end
@@ -421,26 +493,55 @@ function helpers.sandbox(opts)
     info = nil
     if opts.port then break end
   end
-  if not info then error("sandbox: " .. tostring(err), 2) end
+  if not info then error("sandbox: " .. tostring(err), 3) end
   runner.watchdog(info, my_pid())
-  local sb = setmetatable({
-    info = info, port = info.port, prefix = info.prefix, cafile = info.cafile,
-    base_url = (tls_dir and "https" or "http") .. "://127.0.0.1:" .. info.port,
-    client_id = info.client_id, client_secret = info.client_secret, redirect_uri = info.redirect_uri,
-    division = info.division, accounts = info.accounts, divisions = info.divisions, sizes = info.sizes,
-  }, Sandbox)
-  cleanups[#cleanups + 1] = function() sb:stop() end
+  self.info, self.port, self.prefix, self.cafile = info, info.port, info.prefix, info.cafile
+  self.base_url = (tls_dir and "https" or "http") .. "://127.0.0.1:" .. info.port
+  self.client_id, self.client_secret, self.redirect_uri = info.client_id, info.client_secret, info.redirect_uri
+  self.division, self.accounts, self.divisions, self.sizes = info.division, info.accounts, info.divisions, info.sizes
+  self.stopped = false
+  helpers.on_cleanup(function() self:stop() end)
   helpers.default_cafile = helpers.default_cafile or info.cafile
   -- wait until it answers
   local last
   for _ = 1, 100 do
-    local status = helpers.http("GET", sb.base_url .. "/_sandbox/stats", { cafile = sb.cafile, timeout = 2 })
-    if status == 200 then return sb end
+    local status = helpers.http("GET", self.base_url .. "/_sandbox/stats", { cafile = self.cafile, timeout = 2 })
+    if status == 200 then
+      if opts.limits then self:limits(opts.limits) end
+      return self
+    end
     last = status
     os.execute("sleep 0.05")
   end
-  sb:stop()
-  error("sandbox did not answer (last status " .. tostring(last) .. ")", 2)
+  self:stop()
+  error("sandbox did not answer (last status " .. tostring(last) .. ")", 3)
+end
+
+--- helpers.sandbox(opts) --> a running sandbox handle (nginx on a free loopback port, HTTPS), stopped by
+-- sb:stop() or when the spec file ends.
+-- opts: accounts, sizes ({ transactionlines = N, … }), division, divisions (how many), client_id,
+-- client_secret, redirect_uri, workers, port, tls (default true), limits (a table for sb:limits, applied
+-- once it answers)
+function helpers.sandbox(opts)
+  return setmetatable({ opts = opts or {} }, Sandbox):start()
+end
+
+--- helpers.use_sandbox(opts) --> this describe block's sandbox handle: started in the block's setup,
+-- reset before each of its tests (then opts.limits applied again), stopped in its teardown.
+-- opts as helpers.sandbox, and reset = false to keep state (tokens, clock, counters) from test to test.
+function helpers.use_sandbox(opts)
+  assert(busted, "helpers.use_sandbox runs inside busted")
+  opts = opts or {}
+  local sb = setmetatable({ opts = opts }, Sandbox)
+  busted.setup(function() sb:start() end)
+  busted.teardown(function() sb:stop() end)
+  if opts.reset ~= false then
+    busted.before_each(function()
+      sb:reset()
+      if opts.limits then sb:limits(opts.limits) end
+    end)
+  end
+  return sb
 end
 
 return helpers

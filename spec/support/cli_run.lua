@@ -1,62 +1,13 @@
 --- Run bin/exactonline as a child process (same VM as the spec: EXACTONLINE_VM), with an environment,
 -- capturing stdout, stderr and the exit code; or interactively under a real pty (script(1)) with the
 -- spec answering the printed authorization URL.
-local io, os, pairs, ipairs, tonumber, tostring, type = io, os, pairs, ipairs, tonumber, tostring, type
+local helpers = require "helpers"
+local io, pairs, ipairs, tonumber, error, assert = io, pairs, ipairs, tonumber, error, assert
 local concat = table.concat
 
 local _M = {}
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-_M.q = q
-
-local function sh(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0, a end
-  return a == true, c
-end
-_M.sh = sh
-
-function _M.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-function _M.write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-function _M.exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
-local function capture(cmd)
-  local p = io.popen(cmd)
-  local s = p:read("*a")
-  p:close()
-  return s
-end
-_M.capture = capture
-
-function _M.root()
-  return (capture("pwd"):gsub("%s+$", ""))
-end
-
-function _M.mktemp()
-  return (capture("mktemp -d /tmp/exactonline-cli-spec.XXXXXX"):gsub("%s+$", ""))
-end
-
-function _M.vm()
-  return os.getenv("EXACTONLINE_VM") or (rawget(_G, "jit") and "luajit" or "lua5.4")
-end
+local q, sh, read = helpers.quote, helpers.sh, helpers.read
 
 --- The environment a user would set for the sandbox (and nothing from the spec runner's own env).
 function _M.env_for(sb, dir, extra)
@@ -84,33 +35,33 @@ end
 function _M.command(env, args)
   local words = {}
   for i, a in ipairs(args) do words[i] = q(a) end
-  return env_prefix(env) .. " " .. _M.vm() .. " bin/exactonline " .. concat(words, " ")
+  return env_prefix(env) .. " " .. helpers.lua() .. " bin/exactonline " .. concat(words, " ")
 end
 
 --- run(env, {args…}, { stdin = "text" }) --> { code, stdout, stderr }
 function _M.run(env, args, opts)
   opts = opts or {}
-  local dir = _M.mktemp()
+  local dir = helpers.tmpdir()
   local input = "/dev/null"
   if opts.stdin then
     input = dir .. "/stdin"
-    _M.write(input, opts.stdin)
+    helpers.write(input, opts.stdin)
   end
   local cmd = _M.command(env, args) .. " <" .. q(input) .. " >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err")
     .. "; echo $? >" .. q(dir .. "/rc")
   sh("sh -c " .. q(cmd))
   local res = {
-    code = tonumber((_M.read(dir .. "/rc") or ""):match("%d+")),
-    stdout = _M.read(dir .. "/out") or "",
-    stderr = _M.read(dir .. "/err") or "",
+    code = tonumber((read(dir .. "/rc") or ""):match("%d+")),
+    stdout = read(dir .. "/out") or "",
+    stderr = read(dir .. "/err") or "",
   }
-  sh("rm -rf " .. q(dir))
+  helpers.rm_rf(dir)
   return res
 end
 
 --- Start the CLI in the background: --> { pid = …, wait = function() --> code end, dir = … }
 function _M.spawn(env, args)
-  local dir = _M.mktemp()
+  local dir = helpers.tmpdir()
   local cmd = _M.command(env, args) .. " </dev/null >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err")
   -- the shell prints the CLI's pid, waits for it and records its exit code
   local p = io.popen("sh -c " .. q(cmd .. " & echo $!; wait $!; echo $? >" .. q(dir .. "/rc"))
@@ -119,13 +70,13 @@ function _M.spawn(env, args)
   local h = { pid = pid, dir = dir }
   function h.wait()
     for _ = 1, 600 do
-      local rc = _M.read(dir .. "/rc")
+      local rc = read(dir .. "/rc")
       if rc and rc:match("%d") then
         p:close()
         h.code = tonumber(rc:match("%d+"))
-        h.stdout = _M.read(dir .. "/out") or ""
-        h.stderr = _M.read(dir .. "/err") or ""
-        sh("rm -rf " .. q(dir))
+        h.stdout = read(dir .. "/out") or ""
+        h.stderr = read(dir .. "/err") or ""
+        helpers.rm_rf(dir)
         return h.code
       end
       sh("sleep 0.05")
@@ -138,7 +89,7 @@ end
 --- Interactive auth under a real pty: script(1) runs `exactonline auth`; the spec's answer(url) returns
 -- the line a person would paste. --> { code, output }
 function _M.auth_pty(env, answer, extra_args)
-  local dir = _M.mktemp()
+  local dir = helpers.tmpdir()
   local fifo = dir .. "/paste"
   sh("mkfifo " .. q(fifo))
   local args = { "auth" }
@@ -150,10 +101,10 @@ function _M.auth_pty(env, answer, extra_args)
   local paste = assert(io.open(fifo, "w"))
   local url
   for _ = 1, 400 do
-    local text = _M.read(dir .. "/out") or ""
+    local text = read(dir .. "/out") or ""
     url = text:match("(https://%S+/api/oauth2/auth%?[^%s\27]+)")
     if url and text:find("> ", 1, true) then break end
-    if _M.exists(dir .. "/rc") and (_M.read(dir .. "/rc") or ""):match("%d") then break end
+    if helpers.exists(dir .. "/rc") and (read(dir .. "/rc") or ""):match("%d") then break end
     sh("sleep 0.05")
   end
   local line = url and answer(url) or ""
@@ -161,33 +112,24 @@ function _M.auth_pty(env, answer, extra_args)
   paste:flush()
   local code
   for _ = 1, 600 do
-    local rc = _M.read(dir .. "/rc")
+    local rc = read(dir .. "/rc")
     if rc and rc:match("%d") then code = tonumber(rc:match("%d+")) break end
     sh("sleep 0.05")
   end
   paste:close()
-  local res = { code = code, output = _M.read(dir .. "/out") or "", url = url }
-  sh("rm -rf " .. q(dir))
+  local res = { code = code, output = read(dir .. "/out") or "", url = url }
+  helpers.rm_rf(dir)
   return res
-end
-
---- Query parameter of a URL (percent-decoded once).
-function _M.param(url, name)
-  local v = url:match("[?&]" .. name .. "=([^&#]*)")
-  if not v then return nil end
-  return (v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
 --- The token file as a table (format written by the file store).
 function _M.token_doc(dir)
-  local cjson = require "cjson"
-  return cjson.decode(_M.read(dir .. "/config/exactonline/tokens.json"))
+  return helpers.json.decode(read(dir .. "/config/exactonline/tokens.json"))
 end
 
 function _M.write_token_doc(dir, doc)
-  local cjson = require "cjson"
   local path = dir .. "/config/exactonline/tokens.json"
-  _M.write(path, cjson.encode(doc))
+  helpers.write(path, helpers.json.encode(doc))
   sh("chmod 600 " .. q(path))
 end
 

@@ -1,34 +1,23 @@
 --- An nginx for the module under test (separate from the sandbox's): Debian nginx + ngx_lua, plain HTTP on a
 -- free loopback port, the checkout's lua/ and build/luajit/ on its paths, handlers from spec/support/nginx_app.lua.
 --   local ngx_harness = require "support.nginx"
---   local app = ngx_harness.start{ sandbox = sb, workers = 2, settings = { … } }
+--   local app = ngx_harness.start{ sandbox = sb, workers = 2, settings = { … } }  -- running now
+--   local app = ngx_harness.use{ sandbox = sb, workers = 2 }  -- this describe block's: setup starts, teardown stops
 --   local status, headers, body = app:get("/ping")
---   app:reload(); app:restart(); app:stop()
+--   app:reload(); app:restart(); app:stop()   (a running app is stopped at the latest when the spec file ends)
 local helpers = require "helpers"
 local runner = require "exactonline.sandbox"
 
-local io, os, string, table = io, os, string, table
-local tostring, tonumber, pairs, error, setmetatable, type = tostring, tonumber, pairs, error, setmetatable, type
+local os, string, table = os, string, table
+local tostring, tonumber, pairs, error, setmetatable, type, assert, next =
+  tostring, tonumber, pairs, error, setmetatable, type, assert, next
 
 local _M = {}
 
 local NGINX = "/usr/sbin/nginx"
 local MODULES = "/usr/lib/nginx/modules"
 
-local quote = helpers.quote
-
-local function read_cmd(cmd)
-  local f = io.popen(cmd)
-  local out = f:read("*a")
-  f:close()
-  return out
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local quote, read_cmd, write = helpers.quote, helpers.capture, helpers.write
 
 local function literal(v)
   local t = type(v)
@@ -50,19 +39,11 @@ function App:cmd(extra)
 end
 
 function App:pid()
-  local f = io.open(self.prefix .. "/logs/nginx.pid")
-  if not f then return nil end
-  local pid = tonumber(f:read("*a"))
-  f:close()
-  return pid
+  return tonumber(helpers.read(self.prefix .. "/logs/nginx.pid"))
 end
 
 function App:error_log()
-  local f = io.open(self.prefix .. "/logs/error.log")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
+  return helpers.read(self.prefix .. "/logs/error.log") or ""
 end
 
 -- wait until /ping answers (and, after a reload, until it is answered by a new worker generation)
@@ -81,8 +62,7 @@ function App:start()
     error("nginx under test failed to start: " .. out .. self:error_log():sub(-1500), 2)
   end
   self.running = true
-  runner.watchdog({ pid = self.prefix .. "/logs/nginx.pid", prefix = self.prefix .. "/none" },
-    tonumber(read_cmd("echo $PPID"):match("%d+")))
+  runner.watchdog({ pid = self.prefix .. "/logs/nginx.pid", prefix = self.prefix .. "/none" }, helpers.pid())
   self:wait_ready()
 end
 
@@ -134,9 +114,8 @@ function App:get(path, timeout)
   return helpers.http("GET", self.url .. path, { timeout = timeout or 30 })
 end
 
---- start{ sandbox = sb, workers = 2, settings = {…}, trusted = CA file } --> a running App
--- settings go to the handlers (spec/support/nginx_app.lua) as app.settings
-function _M.start(opts)
+-- write the prefix and config for opts (the sandbox must be running by now), then start
+function App:launch(opts)
   local sb = opts.sandbox
   local root = helpers.root
   local prefix = helpers.tmpdir()
@@ -149,7 +128,7 @@ function _M.start(opts)
   }
   for k, v in pairs(opts.settings or {}) do settings[k] = v end
   write(prefix .. "/settings.lua", "return " .. literal(settings) .. "\n")
-  local is_root = read_cmd("id -u"):match("^0") ~= nil
+  local is_root = helpers.is_root()
   local port = helpers.free_port()
   local t = prefix .. "/tmp"
   local lpath = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root .. "/spec/?.lua;" ..
@@ -185,10 +164,27 @@ function _M.start(opts)
     "}",
     "",
   }, "\n")
-  local app = setmetatable({ prefix = prefix, conf = prefix .. "/conf/nginx.conf", port = port,
-    url = "http://127.0.0.1:" .. port, settings = settings }, App)
-  write(app.conf, conf)
-  app:start()
+  self.prefix, self.conf, self.port, self.url, self.settings =
+    prefix, prefix .. "/conf/nginx.conf", port, "http://127.0.0.1:" .. port, settings
+  write(self.conf, conf)
+  helpers.on_cleanup(function() self:stop() end)
+  self:start()
+  return self
+end
+
+--- start{ sandbox = sb, workers = 2, settings = {…}, trusted = CA file } --> a running App
+-- settings go to the handlers (spec/support/nginx_app.lua) as app.settings
+function _M.start(opts)
+  return setmetatable({}, App):launch(opts)
+end
+
+--- use{ … as start } --> this describe block's App: started in the block's setup (after the sandbox's,
+-- when helpers.use_sandbox came first), stopped in its teardown
+function _M.use(opts)
+  local busted = require "busted"
+  local app = setmetatable({}, App)
+  busted.setup(function() app:launch(opts) end)
+  busted.teardown(function() app:stop() end)
   return app
 end
 

@@ -11,11 +11,11 @@ run() {
   EXACTONLINE_VM=$vm \
   LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;" \
   LUA_CPATH="$root/build/$vm/?.so;;" LUA_CPATH_5_4="$root/build/lua5.4/?.so;;" \
-    "$@" /usr/bin/busted -o utfTerminal ${BUSTED_ARGS:-} 2>&1 | tee -a "$log"
+    "$vm" /usr/bin/busted -o utfTerminal ${BUSTED_ARGS:-} "$@" 2>&1 | tee -a "$log"
   # busted's own exit status is lost in the pipe: read its summary instead
 }
-run lua5.4 lua5.4
-run luajit luajit
+run lua5.4 "$@"
+run luajit "$@"
 summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '
   /[0-9]+ success(es)? \/ [0-9]+ failures? \/ [0-9]+ errors? \/ [0-9]+ pending/ {
     for (i = 1; i <= NF; i++) {

@@ -44,7 +44,7 @@ function _M.replicate(client, opts)
   return require("exactonline.replicate").run(client, opts)
 end
 
---- Check an Exact Online webhook delivery: true | false, reason.
+--- Check an Exact Online webhook delivery: true, content (the verified Content, decoded) | false, reason.
 function _M.verify_webhook(raw_body, webhook_secret)
   return core.verify_webhook(raw_body, webhook_secret)
 end

@@ -3,18 +3,10 @@
 local helpers = require "helpers"
 
 describe("sandbox REST API", function()
-  local sb, token
-  local div
-  setup(function()
-    sb = helpers.sandbox{ accounts = 250 }
-    div = sb.division
-  end)
-  teardown(function()
-    sb:stop()
-  end)
+  local sb = helpers.use_sandbox{ accounts = 250 }
+  local token, div
   before_each(function()
-    sb:reset()
-    token = sb:tokens().access_token
+    div, token = sb.division, sb:tokens().access_token
   end)
 
   local function accounts_path(q)

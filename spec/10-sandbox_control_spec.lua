@@ -4,17 +4,10 @@ local helpers = require "helpers"
 local q = helpers.quote
 
 describe("sandbox", function()
-  local sb, token, div
-  setup(function()
-    sb = helpers.sandbox{ accounts = 250 }
-    div = sb.division
-  end)
-  teardown(function()
-    sb:stop()
-  end)
+  local sb = helpers.use_sandbox{ accounts = 250 }
+  local token, div
   before_each(function()
-    sb:reset()
-    token = sb:tokens().access_token
+    div, token = sb.division, sb:tokens().access_token
   end)
 
   local function me()

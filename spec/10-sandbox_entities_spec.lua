@@ -7,19 +7,11 @@ local catalog = require "exactonline.sandbox.catalog"
 local function escape(s) return helpers.escape(s) end
 
 describe("sandbox administration", function()
-  local sb, token, div
-  setup(function()
-    sb = helpers.sandbox{ divisions = 3, sizes = { accounts = 70, transactionlines = 2500, salesinvoices = 30,
-                                                  items = 12, glaccounts = 20 } }
-    div = sb.division
-  end)
-  teardown(function()
-    sb:stop()
-  end)
+  local sb = helpers.use_sandbox{ divisions = 3, sizes = { accounts = 70, transactionlines = 2500,
+    salesinvoices = 30, items = 12, glaccounts = 20 }, reset = { data = true }, limits = { window = 1e6 } }
+  local token, div
   before_each(function()
-    sb:reset{ data = true }
-    sb:limits{ window = 1e6 }
-    token = sb:tokens().access_token
+    div, token = sb.division, sb:tokens().access_token
   end)
 
   local function get(path, d)

@@ -2,16 +2,7 @@
 local helpers = require "helpers"
 
 describe("sandbox oauth", function()
-  local sb
-  setup(function()
-    sb = helpers.sandbox{ accounts = 20 }
-  end)
-  teardown(function()
-    sb:stop()
-  end)
-  before_each(function()
-    sb:reset()
-  end)
+  local sb = helpers.use_sandbox{ accounts = 20 }
 
   describe("/api/oauth2/auth", function()
     it("redirects to the registered URI with a %21-encoded code and the state", function()

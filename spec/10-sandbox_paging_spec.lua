@@ -2,13 +2,10 @@
 local helpers = require "helpers"
 
 describe("sandbox bulk/ and sync/ paging", function()
-  local sb, token
+  local sb = helpers.use_sandbox{ accounts = 1001, reset = false }
+  local token
   setup(function()
-    sb = helpers.sandbox{ accounts = 1001 }
     token = sb:tokens().access_token
-  end)
-  teardown(function()
-    sb:stop()
   end)
 
   local function walk(url)

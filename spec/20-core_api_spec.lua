@@ -5,7 +5,8 @@ local core = require "exactonline.core"
 local curl_transport = require "exactonline.transport.curl"
 
 describe("core against the sandbox: API", function()
-  local sb, mem
+  local sb = helpers.use_sandbox{ accounts = 130 }
+  local mem
 
   local function new(over)
     local c = assert(exactonline.new(sb:client_config(over)))
@@ -57,16 +58,6 @@ describe("core against the sandbox: API", function()
     until got == status or got ~= 200
     assert.equal(status, got)
   end
-
-  setup(function()
-    sb = helpers.sandbox{ accounts = 130 }
-  end)
-  teardown(function()
-    sb:stop()
-  end)
-  before_each(function()
-    sb:reset()
-  end)
 
   it("looks the division up once, then resolves relative paths against it", function()
     local c = authorized()

@@ -4,7 +4,8 @@ local exactonline = require "exactonline"
 local core = require "exactonline.core"
 
 describe("core against the sandbox: OAuth", function()
-  local sb, offset
+  local sb = helpers.use_sandbox{ accounts = 20 }
+  local offset
   -- the client's clock moves with the sandbox's when a spec says so
   local function clock() return core.now() + offset end
   local function advance(s)
@@ -23,14 +24,7 @@ describe("core against the sandbox: OAuth", function()
   end
   local function stat(name) return sb:stats()[name] end
 
-  setup(function()
-    sb = helpers.sandbox{ accounts = 20 }
-  end)
-  teardown(function()
-    sb:stop()
-  end)
   before_each(function()
-    sb:reset()
     offset = 0
   end)
 

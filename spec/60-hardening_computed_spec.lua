@@ -30,17 +30,7 @@ end
 local LONG_STATE = "state-" .. ("s"):rep(60)
 
 describe("hardening: values computed on access (a full GC on every read)", function()
-  local sb
-
-  setup(function()
-    sb = helpers.sandbox{ accounts = 30 }
-  end)
-  teardown(function()
-    sb:stop()
-  end)
-  before_each(function()
-    sb:reset()
-  end)
+  local sb = helpers.use_sandbox{ accounts = 30 }
 
   local function pair()
     local t = sb:tokens()

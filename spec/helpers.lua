@@ -528,7 +528,8 @@ end
 
 --- helpers.use_sandbox(opts) --> this describe block's sandbox handle: started in the block's setup,
 -- reset before each of its tests (then opts.limits applied again), stopped in its teardown.
--- opts as helpers.sandbox, and reset = false to keep state (tokens, clock, counters) from test to test.
+-- opts as helpers.sandbox, and reset = false to keep state (tokens, clock, counters) from test to test, or
+-- reset = { data = true } to bring the generated rows back too (sb:reset's options).
 function helpers.use_sandbox(opts)
   assert(busted, "helpers.use_sandbox runs inside busted")
   opts = opts or {}
@@ -536,8 +537,9 @@ function helpers.use_sandbox(opts)
   busted.setup(function() sb:start() end)
   busted.teardown(function() sb:stop() end)
   if opts.reset ~= false then
+    local how = type(opts.reset) == "table" and opts.reset or nil
     busted.before_each(function()
-      sb:reset()
+      sb:reset(how)
       if opts.limits then sb:limits(opts.limits) end
     end)
   end

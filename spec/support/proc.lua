@@ -1,4 +1,4 @@
---- Real child processes for store specs, run with the same VM as busted (EXACTONLINE_VM).
+--- Real child processes for specs (store, sandbox CLI, replica), run with the same VM as busted (EXACTONLINE_VM).
 -- LUA_PATH / LUA_CPATH come from spec/run.sh through the environment. Shell, files and temp dirs:
 -- spec/helpers.lua.
 local helpers = require "helpers"

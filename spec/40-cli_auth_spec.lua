@@ -241,6 +241,10 @@ describe("exactonline token and refresh", function()
     local res = cli.run(env, { "refresh" })
     assert.are.equal(0, res.code, res.stderr)
     assert.matches("not refreshed", res.stdout, 1, true)
+    -- the 570 s rule, counted from the stored token time: never "in 571 s"
+    local secs = tonumber(res.stdout:match("%(in (%d+) s%)"))
+    assert.is_number(secs, res.stdout)
+    assert.is_true(secs <= 570 and secs > 500, res.stdout)
     assert.are.equal(0, sb:stats().refreshes)
 
     shift({ "obtained_at", "expires_at" }, 600)

@@ -39,6 +39,7 @@ describe("the exactonline program", function()
     assert.are.equal(0, res.code)
     for _, c in ipairs(commands) do assert.matches("\n  " .. c[1] .. " ", res.stdout, 1, true) end
     assert.matches("EXACT_CLIENT_ID", res.stdout, 1, true)
+    assert.matches("EXACT_CONFIG", res.stdout, 1, true)
     -- an unknown command or option is a usage error (2), never a traceback
     res = cli.run({}, { "frobnicate" })
     assert.are.equal(2, res.code)

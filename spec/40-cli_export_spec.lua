@@ -230,6 +230,7 @@ describe("exactonline export", function()
     local before = api_calls()
     res = cli.run(env, { "sync", "crm/Accounts", "-o", out })
     assert.are.equal(0, res.code, res.stderr)
+    assert.matches("synced 1 changed row since Timestamp ", res.stderr, 1, true)
     assert.are.equal(1, api_calls() - before)
     local lines = {}
     for l in helpers.read(out):gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(l) end
@@ -248,6 +249,13 @@ describe("exactonline export", function()
     local rows = cjson.decode(res.stdout)
     assert.are.equal(2, #rows)
     assert.matches('\n  {\n    "ID": "', res.stdout, 1, true)
+    -- an empty list is [], as JSON has it (lua-cjson decodes [] and {} alike)
+    res = cli.run(env, { "get", "crm/Accounts", "--select", "ID,Name", "--filter", "Name eq 'Nobody at all'",
+      "--top", "5" })
+    assert.are.equal(0, res.code, res.stderr)
+    assert.are.equal("[]\n", res.stdout)
+    res = cli.run(env, { "get", "crm/Accounts", "--select", "ID", "--filter", "Name eq 'Nobody at all'", "--all" })
+    assert.are.equal("[]\n", res.stdout)
     res = cli.run(env, { "get", "crm/Nothing" })
     assert.are.equal(1, res.code)
     assert.matches("^exactonline get: [^\n]+404[^\n]+\n[^\n]*\n?$", res.stderr) -- what failed, what to do

@@ -129,7 +129,8 @@ describe("the client secret", function()
   it("is not in the environment of xdg-open (the browser)", function()
     local bin = dir .. "/bin"
     cli.sh("mkdir -p " .. q(bin))
-    cli.write(bin .. "/xdg-open", "#!/bin/sh\nenv > \"$XDG_OPEN_LOG.tmp\"; mv \"$XDG_OPEN_LOG.tmp\" \"$XDG_OPEN_LOG\"\n")
+    cli.write(bin .. "/xdg-open",
+      "#!/bin/sh\nenv > \"$XDG_OPEN_LOG.tmp\"; mv \"$XDG_OPEN_LOG.tmp\" \"$XDG_OPEN_LOG\"\n")
     cli.sh("chmod 755 " .. q(bin .. "/xdg-open"))
     local log = dir .. "/xdg-env"
     local env = cli.env_for(sb, dir, { DISPLAY = ":0", XDG_OPEN_LOG = log, PATH = bin .. ":" .. os.getenv("PATH") })

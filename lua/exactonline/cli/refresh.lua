@@ -2,11 +2,12 @@
 -- would refuse it yet (too soon after the last token request), the library says so without a token call,
 -- and this prints when it is allowed. Exit codes as `exactonline token`.
 local io, ipairs, os, require, tonumber = io, ipairs, os, require, tonumber
-local format = string.format
+local floor, format = math.floor, string.format
 
 local config = require "exactonline.cli.config"
 local parser = require "exactonline.cli.parser"
 local token = require "exactonline.cli.token"
+local progress = require "exactonline.cli.progress"
 
 local _M = {}
 
@@ -42,10 +43,11 @@ function _M.run(args)
   if fresh then
     out:write("refreshed: new access token valid until ", token.when(tonumber(fresh.expires_at) or now), "\n")
   elseif err.code == "too_early" and err.allowed_at then
-    local at = err.allowed_at
-    -- the library's allowed_at is the 570 s rule applied to the stored obtained_at: at most 570 s from now
+    -- allowed_at is the library's 570 s rule (rounded up to a whole second); counted from a fractional
+    -- now and rounded down, the wait is at most 570 s, as Exact states it
+    local at, wait = err.allowed_at, floor(err.allowed_at - progress.clock())
     out:write("not refreshed: Exact allows a refresh from ", token.when(at), " (in ",
-      format("%d s", at > now and at - now or 0), "); the access token is still fresh\n")
+      format("%d s", wait > 0 and wait or 0), "); the access token is still fresh\n")
   else
     return nil, err, 2
   end

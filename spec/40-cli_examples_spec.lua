@@ -1,17 +1,11 @@
 -- Every command's --help examples, run as written against a sandbox (issue 18). The substitutions are the
 -- ones the help itself asks of a reader (their own app's values for "…", their own paths and ports) and are
--- all in SUBSTITUTE below; an example the sandbox cannot serve yet is skipped by name, visibly (pending).
+-- all in substitute() below. An example the sandbox cannot serve yet (an entity it answers 404 for, a division
+-- it lacks) is pending with that reason, as are the few in SKIP: by name, visibly, never silently.
 local helpers = require "helpers"
 local cli = require "support.cli_run"
 
 local q = cli.q
-
--- Entities an example needs that the sandbox may not imitate yet: probed, and the example is pending
--- (named) while the sandbox answers 404 for it.
-local NEEDS = {
-  ["salesinvoice/SalesInvoices"] = "salesinvoice/SalesInvoices",
-  ["financialtransaction/TransactionLines"] = "financialtransaction/TransactionLines",
-}
 
 -- Examples that cannot run here, with the reason (shown as pending, never silently dropped).
 local SKIP = {
@@ -20,6 +14,13 @@ local SKIP = {
     "needs a browser to follow Exact's redirect (spec/40-cli_security_spec.lua runs --listen)",
   ["0 6 * * *  EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… exactonline refresh"] =
     "a crontab line, not a shell command (the command in it runs as `exactonline refresh`)",
+  ["exactonline replicate --division all --to postgresql://etl@db/exact"] =
+    "needs a PostgreSQL server named db (spec/30-store_postgres_spec.lua and the replicate specs start their own)",
+}
+
+-- Examples that use what an earlier one made (pattern of the example --> pattern of the one it needs).
+local AFTER = {
+  ["^sqlite3 .*exact%.db"] = "^exactonline replicate%s+#", -- reads the database the bare replicate makes
 }
 
 --- The help's own placeholders, replaced by the sandbox's values: the reader's app, paths and ports.
@@ -55,7 +56,8 @@ describe("every command's --help examples, against a sandbox", function()
     sb = helpers.sandbox { accounts = 1200 }
     sb:limits { minutely = 100000, daily = 100000 }
     dir = cli.mktemp()
-    env = cli.env_for(sb, dir)
+    env = cli.env_for(sb, dir, { HOME = dir .. "/home" })
+    cli.sh("mkdir -p " .. q(dir .. "/home"))
     -- `exactonline` as an installed command would be: a wrapper on PATH running this checkout's CLI
     bin = dir .. "/bin"
     cli.sh("mkdir -p " .. q(bin) .. " " .. q(dir .. "/work"))
@@ -79,40 +81,71 @@ describe("every command's --help examples, against a sandbox", function()
     local parts = {}
     for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. q(v) end
     local cmd = "cd " .. q(dir .. "/work") .. " && env -u EXACT_DIVISION -u EXACT_TOKEN_FILE -u EXACT_REGION "
-      .. "-u EXACT_CONFIG -u DISPLAY -u WAYLAND_DISPLAY " .. table.concat(parts, " ") .. " sh " .. q(script)
+      .. "-u EXACT_CONFIG -u DISPLAY -u WAYLAND_DISPLAY -u XDG_DATA_HOME " .. table.concat(parts, " ") .. " sh " .. q(script)
       .. " <" .. q(input) .. " >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err") .. "; echo $? >" .. q(dir .. "/rc")
     cli.sh(cmd)
-    return tonumber(cli.read(dir .. "/rc"):match("%d+")), cli.read(dir .. "/out") or "", cli.read(dir .. "/err") or ""
+    local rc = tonumber(cli.read(dir .. "/rc"):match("%d+"))
+    return rc, cli.read(dir .. "/out") or "", cli.read(dir .. "/err") or ""
   end
 
-  local function missing_entity(example)
-    for needle, path in pairs(NEEDS) do
-      if example:find(needle, 1, true) then
-        if not client then
-          client = assert(require("exactonline").new {
-            client_id = sb.client_id, client_secret = sb.client_secret, redirect_uri = sb.redirect_uri,
-            base_url = sb.base_url, cafile = sb.cafile,
-            store = require("exactonline").file_store(dir .. "/config/exactonline/tokens.json"),
-          })
-        end
-        local _, err = client:get(path, { ["$top"] = "1" })
-        if err and err.status == 404 then return path end
+  local function connect()
+    if not client then
+      client = assert(require("exactonline").new {
+        client_id = sb.client_id, client_secret = sb.client_secret, redirect_uri = sb.redirect_uri,
+        base_url = sb.base_url, cafile = sb.cafile,
+        store = require("exactonline").file_store(dir .. "/config/exactonline/tokens.json"),
+      })
+    end
+    return client
+  end
+
+  -- The entities an example reads: its service/Entity words; a bare `exactonline replicate`, the standard set.
+  local function entities_of(example)
+    local list = {}
+    for word in example:gsub("#.*$", ""):gmatch("%S+") do
+      if word:match("^%a+/%a+$") then list[#list + 1] = word end
+    end
+    if #list == 0 and example:match("^exactonline replicate%f[%s%z]") then
+      for _, e in ipairs(require("exactonline.replicate.catalog").standard()) do list[#list + 1] = e.path end
+    end
+    return list
+  end
+
+  -- what an example needs that the sandbox lacks (an entity, a division), or nil
+  local function missing(example)
+    for _, path in ipairs(entities_of(example)) do
+      local _, err = connect():get(path, { ["$top"] = "1" })
+      if err and err.status == 404 then return path end
+    end
+    local list = example:match("%-%-division ([%d,]+)")
+    if list then
+      local have = {}
+      for _, d in ipairs(assert(connect():divisions())) do have[tonumber(d.Code)] = true end
+      for n in list:gmatch("%d+") do
+        if not have[tonumber(n)] then return "division " .. n end
       end
     end
     return nil
   end
 
+  local skipped = {}
+  local function skip(name, example, why)
+    skipped[#skipped + 1] = example
+    pending(name .. ": `" .. example .. "` " .. why)
+  end
+
   local function check(name, example, opts)
     opts = opts or {}
-    if SKIP[example] then
-      pending(name .. ": `" .. example .. "` " .. SKIP[example])
-      return
+    if SKIP[example] then return skip(name, example, SKIP[example]) end
+    for pattern, before in pairs(AFTER) do
+      if example:match(pattern) then
+        for _, e in ipairs(skipped) do
+          if e:match(before) then return skip(name, example, "needs what `" .. e .. "` makes, and that is pending") end
+        end
+      end
     end
-    local missing = missing_entity(example)
-    if missing then
-      pending(name .. ": `" .. example .. "`: the sandbox does not serve " .. missing .. " yet")
-      return
-    end
+    local lacking = missing(example)
+    if lacking then return skip(name, example, ": the sandbox does not serve " .. lacking .. " yet") end
     local code, out, err = run(substitute(example, sb, dir, opts.port or 8443), opts.stdin)
     assert.are.equal(0, code, example .. "\n" .. out .. err)
     assert.is_nil((out .. err):find("stack traceback", 1, true))
@@ -120,7 +153,11 @@ describe("every command's --help examples, against a sandbox", function()
   end
 
   -- one test per example, in the help's order, auth first (the others need its tokens)
-  for _, name in ipairs { "auth", "token", "refresh", "get", "export", "sync", "demo" } do
+  local names = { "auth" }
+  for _, c in ipairs(require("exactonline.cli").commands) do
+    if c[1] ~= "auth" and c[1] ~= "sandbox" then names[#names + 1] = c[1] end
+  end
+  for _, name in ipairs(names) do
     local list = examples_of(name)
     it(name .. " has examples", function() assert.is_true(#list > 0) end)
     for _, e in ipairs(list) do

@@ -81,7 +81,8 @@ describe("every command's --help examples, against a sandbox", function()
     local parts = {}
     for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. q(v) end
     local cmd = "cd " .. q(dir .. "/work") .. " && env -u EXACT_DIVISION -u EXACT_TOKEN_FILE -u EXACT_REGION "
-      .. "-u EXACT_CONFIG -u DISPLAY -u WAYLAND_DISPLAY -u XDG_DATA_HOME " .. table.concat(parts, " ") .. " sh " .. q(script)
+      .. "-u EXACT_CONFIG -u DISPLAY -u WAYLAND_DISPLAY -u XDG_DATA_HOME " .. table.concat(parts, " ")
+      .. " sh " .. q(script)
       .. " <" .. q(input) .. " >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err") .. "; echo $? >" .. q(dir .. "/rc")
     cli.sh(cmd)
     local rc = tonumber(cli.read(dir .. "/rc"):match("%d+"))

@@ -57,11 +57,13 @@ local function redirect_from(args, s, client, state, out)
     util.spawn({ "xdg-open", url }, { quiet = true }) -- without the secret in its environment
   end
   if args.listen then
-    out:write("Waiting for the redirect on ", s.redirect_uri, " …\n")
-    if s.redirect_uri:match("^https:") then out:write(HTTPS_NOTE) end
-    out:flush()
     return require("exactonline.cli.listen").listen(s.redirect_uri, {
       state = state, timeout = args.timeout, stdin = true,
+      on_ready = function()
+        out:write("Waiting for the redirect on ", s.redirect_uri, " …\n")
+        if s.redirect_uri:match("^https:") then out:write(HTTPS_NOTE) end
+        out:flush()
+      end,
       on_ignored = function(why) io.stderr:write("exactonline auth: ignored ", util.clean(why), "\n") end,
     })
   end

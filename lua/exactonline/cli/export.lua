@@ -122,11 +122,15 @@ local function probe_select(client, path)
   return table.concat(cols, ",")
 end
 
---- Stream rows of `endpoint` into a writer. opts: format, output, select, iso_dates, csv_safe, label, tty,
--- quiet, on_row --> { rows, pages } | nil, message, exit code
+--- Stream rows of `endpoint` into a writer. opts: format, output (or out: an util.atomic_output already
+-- open), select, iso_dates, csv_safe, label, tty, quiet, on_row --> { rows, pages } | nil, message, exit code
 function _M.stream(client, endpoint, query, opts)
-  local out, oerr = util.atomic_output(opts.output)
-  if not out then return nil, oerr, 1 end
+  local out = opts.out
+  if not out then
+    local oerr
+    out, oerr = util.atomic_output(opts.output)
+    if not out then return nil, oerr, 1 end
+  end
   local writer
   if opts.format == "jsonl" then
     writer = format.jsonl_writer(out.file, opts)
@@ -174,13 +178,14 @@ function _M.run(args)
   if not fmt then return nil, ferr, 2 end
   local query, qerr = _M.query(args)
   if not query then return nil, qerr, 2 end
-  if args.output and args.output ~= "-" then -- before any call to Exact: can we write there at all?
-    local out, oerr = util.atomic_output(args.output)
-    if not out then return nil, oerr, 1 end
-    out.abort()
-  end
+  -- the temp file first, before any call to Exact: can we write there at all?
+  local out, oerr = util.atomic_output(args.output)
+  if not out then return nil, oerr, 1 end
   local client, s, code = config.connect(args)
-  if not client then return nil, s, code end
+  if not client then
+    out.abort()
+    return nil, s, code
+  end
 
   local path = args.path
   local endpoint = path
@@ -188,14 +193,17 @@ function _M.run(args)
   if bulk then
     if not query["$select"] then
       local sel, perr = probe_select(client, path)
-      if perr then return nil, perr, 1 end
+      if perr then
+        out.abort()
+        return nil, perr, 1
+      end
       query["$select"] = sel
     end
     if query["$select"] then endpoint = bulk end
   end
 
   local res, err, ecode = _M.stream(client, endpoint, query, {
-    format = fmt, output = args.output, select = query["$select"], iso_dates = args.iso_dates,
+    out = out, format = fmt, output = args.output, select = query["$select"], iso_dates = args.iso_dates,
     csv_safe = args.csv_safe, label = "export " .. endpoint, tty = args.progress or progress.stderr_is_tty(),
     quiet = args.no_progress,
   })

@@ -109,7 +109,8 @@ local function bind_all(socket, port)
   return servers
 end
 
---- listen(uri, { state = "…", timeout = 300, stdin = true, on_ignored = function(why) end })
+--- listen(uri, { state = "…", timeout = 300, stdin = true, on_ready = function() end,
+--                 on_ignored = function(why) end })
 -- --> the redirect URL (or the line pasted on stdin) | nil, message
 function _M.listen(uri, opts)
   local t = _M.target(uri)
@@ -126,6 +127,7 @@ function _M.listen(uri, opts)
   end
   local servers, berr = bind_all(socket, t.port)
   if not servers then return nil, berr end
+  if opts.on_ready then opts.on_ready() end -- listening now: the browser may come
 
   local conns, stdin = {}, nil
   if opts.stdin then

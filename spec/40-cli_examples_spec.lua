@@ -5,7 +5,7 @@
 local helpers = require "helpers"
 local cli = require "support.cli_run"
 
-local q = cli.q
+local q = helpers.quote
 
 -- Examples that cannot run here, with the reason (shown as pending, never silently dropped).
 local SKIP = {
@@ -58,38 +58,38 @@ describe("every command's --help examples, against a sandbox", function()
   setup(function()
     sb = helpers.sandbox { accounts = 1200 }
     sb:limits { minutely = 100000, daily = 100000 }
-    dir = cli.mktemp()
+    dir = helpers.tmpdir()
     env = cli.env_for(sb, dir, { HOME = dir .. "/home" })
-    cli.sh("mkdir -p " .. q(dir .. "/home"))
+    helpers.sh("mkdir -p " .. q(dir .. "/home"))
     -- `exactonline` as an installed command would be: a wrapper on PATH running this checkout's CLI
     bin = dir .. "/bin"
-    cli.sh("mkdir -p " .. q(bin) .. " " .. q(dir .. "/work"))
-    cli.write(bin .. "/exactonline", "#!/bin/sh\nexec " .. cli.vm() .. " " .. q(cli.root() .. "/bin/exactonline")
-      .. " \"$@\"\n")
-    cli.sh("chmod 755 " .. q(bin .. "/exactonline"))
+    helpers.sh("mkdir -p " .. q(bin) .. " " .. q(dir .. "/work"))
+    helpers.write(bin .. "/exactonline", "#!/bin/sh\nexec " .. helpers.lua() .. " "
+      .. q(helpers.root .. "/bin/exactonline") .. " \"$@\"\n")
+    helpers.sh("chmod 755 " .. q(bin .. "/exactonline"))
     env.PATH = bin .. ":" .. os.getenv("PATH")
   end)
   teardown(function()
     if client then client:close() end
     if sb then sb:stop() end
-    cli.sh("rm -rf " .. q(dir))
+    helpers.sh("rm -rf " .. q(dir))
   end)
 
   -- sh -c EXAMPLE in a work folder, with the user's environment --> code, stdout, stderr
   local function run(example, stdin)
     local script = dir .. "/example.sh"
-    cli.write(script, example .. "\n")
+    helpers.write(script, example .. "\n")
     local input = dir .. "/stdin"
-    cli.write(input, stdin or "")
+    helpers.write(input, stdin or "")
     local parts = {}
     for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. q(v) end
     local cmd = "cd " .. q(dir .. "/work") .. " && env -u EXACT_DIVISION -u EXACT_TOKEN_FILE -u EXACT_REGION "
       .. "-u EXACT_CONFIG -u DISPLAY -u WAYLAND_DISPLAY -u XDG_DATA_HOME " .. table.concat(parts, " ")
       .. " sh " .. q(script)
       .. " <" .. q(input) .. " >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err") .. "; echo $? >" .. q(dir .. "/rc")
-    cli.sh(cmd)
-    local rc = tonumber(cli.read(dir .. "/rc"):match("%d+"))
-    return rc, cli.read(dir .. "/out") or "", cli.read(dir .. "/err") or ""
+    helpers.sh(cmd)
+    local rc = tonumber(helpers.read(dir .. "/rc"):match("%d+"))
+    return rc, helpers.read(dir .. "/out") or "", helpers.read(dir .. "/err") or ""
   end
 
   local function connect()
@@ -190,7 +190,7 @@ describe("every command's --help examples, against a sandbox", function()
       local log = dir .. "/sandbox-" .. i .. ".log"
       local parts = {}
       for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. q(v) end
-      local pid = tonumber(cli.capture("cd " .. q(dir .. "/work") .. " && env " .. table.concat(parts, " ")
+      local pid = tonumber(helpers.capture("cd " .. q(dir .. "/work") .. " && env " .. table.concat(parts, " ")
         .. " sh -c " .. q("exec " .. line) .. " >" .. q(log) .. " 2>&1 </dev/null & echo $!"):match("%d+"))
       local cafile = dir .. "/eo-sandbox/ca.pem"
       local status
@@ -198,19 +198,19 @@ describe("every command's --help examples, against a sandbox", function()
         status = helpers.http("GET", scheme .. "://localhost:" .. port .. "/_sandbox/stats",
           { cafile = cafile, timeout = 2 })
         if status == 200 then break end
-        cli.sh("sleep 0.05")
+        helpers.sh("sleep 0.05")
       end
       local ok, err = pcall(function()
-        assert.are.equal(200, status, e .. "\n" .. (cli.read(log) or ""))
+        assert.are.equal(200, status, e .. "\n" .. (helpers.read(log) or ""))
         if i == 1 then -- the examples that talk to a running sandbox
           for _, o in ipairs(others) do check("sandbox", o, { port = port }) end
         end
       end)
-      cli.sh("kill -TERM " .. pid)
+      helpers.sh("kill -TERM " .. pid)
       for _ = 1, 100 do
         if not helpers.http("GET", scheme .. "://localhost:" .. port .. "/_sandbox/stats",
           { cafile = cafile, timeout = 1 }) then break end
-        cli.sh("sleep 0.05")
+        helpers.sh("sleep 0.05")
       end
       assert(ok, err)
     end

@@ -4,7 +4,7 @@
 local helpers = require "helpers"
 local cli = require "support.cli_run"
 
-local q = cli.q
+local q = helpers.quote
 
 local function no_controls(text)
   assert.is_nil(text:find("[%z\1-\8\11-\31\127]"), "control characters in: " .. text)
@@ -23,15 +23,15 @@ describe("exactonline's config file", function()
   teardown(function() if sb then sb:stop() end end)
   before_each(function()
     sb:reset()
-    dir = cli.mktemp()
+    dir = helpers.tmpdir()
     env = cli.env_for(sb, dir, { EXACT_CLIENT_ID = false })
     folder = dir .. "/config/exactonline"
     path = folder .. "/config.lua"
-    cli.sh("mkdir -p " .. q(folder) .. " && chmod 700 " .. q(folder))
-    cli.write(path, ("return { client_id = %q }"):format(sb.client_id))
-    cli.sh("chmod 600 " .. q(path))
+    helpers.sh("mkdir -p " .. q(folder) .. " && chmod 700 " .. q(folder))
+    helpers.write(path, ("return { client_id = %q }"):format(sb.client_id))
+    helpers.sh("chmod 600 " .. q(path))
   end)
-  after_each(function() cli.sh("rm -rf " .. q(dir)) end)
+  after_each(function() helpers.sh("rm -rf " .. q(dir)) end)
 
   local function auth()
     return cli.run(env, { "auth", "--redirect-url", sb:code() })
@@ -43,25 +43,25 @@ describe("exactonline's config file", function()
   end)
 
   it("is refused when others can write it (mode 0666), and not run", function()
-    cli.sh("chmod 666 " .. q(path))
+    helpers.sh("chmod 666 " .. q(path))
     local res = auth()
     assert.are.equal(2, res.code, res.stderr)
     assert.matches("can be written by other users (mode 0666)", res.stderr, 1, true)
     assert.matches("chmod go-w " .. path, res.stderr, 1, true)
     assert.are.equal(0, sb:stats().code_exchanges)
-    cli.sh("chmod 620 " .. q(path)) -- group-writable likewise
+    helpers.sh("chmod 620 " .. q(path)) -- group-writable likewise
     assert.are.equal(2, auth().code)
   end)
 
   it("is refused when its folder can be written by others (mode 0777)", function()
-    cli.sh("chmod 777 " .. q(folder))
+    helpers.sh("chmod 777 " .. q(folder))
     local res = auth()
     assert.are.equal(2, res.code, res.stderr)
     assert.matches("its folder " .. folder .. " can be written by other users", res.stderr, 1, true)
   end)
 
   it("is refused when it belongs to another user", function()
-    if not cli.sh("chown nobody " .. q(path) .. " 2>/dev/null") then
+    if not helpers.sh("chown nobody " .. q(path) .. " 2>/dev/null") then
       pending("giving a file to another user needs root")
       return
     end
@@ -71,9 +71,10 @@ describe("exactonline's config file", function()
   end)
 
   it("is loaded as text only: bytecode is refused (LuaJIT's loadfile would take it)", function()
-    local dump = cli.capture(cli.vm() .. " -e " .. q(("io.write(string.dump(function() return { client_id = %q } end))")
+    local dump = helpers.capture(helpers.lua() .. " -e "
+      .. q(("io.write(string.dump(function() return { client_id = %q } end))")
       :format(sb.client_id)))
-    cli.write(path, dump)
+    helpers.write(path, dump)
     local res = auth()
     assert.are.equal(2, res.code, res.stderr)
     assert.matches("the config file has an error", res.stderr, 1, true)
@@ -81,7 +82,7 @@ describe("exactonline's config file", function()
   end)
 
   it("runs in an empty environment: no os, io or require", function()
-    cli.write(path, "return { client_id = os.getenv('EO_SPEC_ID') }")
+    helpers.write(path, "return { client_id = os.getenv('EO_SPEC_ID') }")
     local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_ID = false, EO_SPEC_ID = sb.client_id }),
       { "auth", "--redirect-url", sb:code() })
     assert.are.equal(2, res.code, res.stderr)
@@ -96,9 +97,9 @@ describe("the client secret", function()
   teardown(function() if sb then sb:stop() end end)
   before_each(function()
     sb:reset()
-    dir = cli.mktemp()
+    dir = helpers.tmpdir()
   end)
-  after_each(function() cli.sh("rm -rf " .. q(dir)) end)
+  after_each(function() helpers.sh("rm -rf " .. q(dir)) end)
 
   it("given as --client-secret works but warns that ps shows it", function()
     local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_SECRET = false }),
@@ -111,7 +112,7 @@ describe("the client secret", function()
 
   it("is read from --client-secret-file FILE or - (stdin), without a warning", function()
     local file = dir .. "/secret"
-    cli.write(file, sb.client_secret .. "\n")
+    helpers.write(file, sb.client_secret .. "\n")
     local env = cli.env_for(sb, dir, { EXACT_CLIENT_SECRET = false })
     local res = cli.run(env, { "auth", "--client-secret-file", file, "--redirect-url", sb:code() })
     assert.are.equal(0, res.code, res.stderr)
@@ -128,19 +129,19 @@ describe("the client secret", function()
 
   it("is not in the environment of xdg-open (the browser)", function()
     local bin = dir .. "/bin"
-    cli.sh("mkdir -p " .. q(bin))
-    cli.write(bin .. "/xdg-open",
+    helpers.sh("mkdir -p " .. q(bin))
+    helpers.write(bin .. "/xdg-open",
       "#!/bin/sh\nenv > \"$XDG_OPEN_LOG.tmp\"; mv \"$XDG_OPEN_LOG.tmp\" \"$XDG_OPEN_LOG\"\n")
-    cli.sh("chmod 755 " .. q(bin .. "/xdg-open"))
+    helpers.sh("chmod 755 " .. q(bin .. "/xdg-open"))
     local log = dir .. "/xdg-env"
     local env = cli.env_for(sb, dir, { DISPLAY = ":0", XDG_OPEN_LOG = log, PATH = bin .. ":" .. os.getenv("PATH") })
     local res = cli.run(env, { "auth" }, { stdin = sb:code() .. "\n" })
     assert.are.equal(0, res.code, res.stderr)
     for _ = 1, 100 do
-      if cli.exists(log) then break end
-      cli.sh("sleep 0.05")
+      if helpers.exists(log) then break end
+      helpers.sh("sleep 0.05")
     end
-    local seen = cli.read(log)
+    local seen = helpers.read(log)
     assert.is_string(seen, "xdg-open did not run")
     assert.matches("XDG_OPEN_LOG=", seen, 1, true) -- the rest of the environment is there
     assert.is_nil(seen:find("EXACT_CLIENT_SECRET", 1, true))
@@ -155,9 +156,9 @@ describe("exactonline auth", function()
   teardown(function() if sb then sb:stop() end end)
   before_each(function()
     sb:reset()
-    dir = cli.mktemp()
+    dir = helpers.tmpdir()
   end)
-  after_each(function() cli.sh("rm -rf " .. q(dir)) end)
+  after_each(function() helpers.sh("rm -rf " .. q(dir)) end)
 
   it("prints what came from outside without terminal escape sequences", function()
     local res = cli.run(cli.env_for(sb, dir), { "auth", "--redirect-url",
@@ -178,8 +179,8 @@ describe("exactonline auth --listen on https://localhost", function()
     sb = helpers.sandbox { redirect_uri = redirect }
   end)
   teardown(function() if sb then sb:stop() end end)
-  before_each(function() dir = cli.mktemp() end)
-  after_each(function() cli.sh("rm -rf " .. q(dir)) end)
+  before_each(function() dir = helpers.tmpdir() end)
+  after_each(function() helpers.sh("rm -rf " .. q(dir)) end)
 
   local function get(url, extra)
     return helpers.http("GET", url, { extra = "-k -g " .. (extra or ""), timeout = 20 })
@@ -188,18 +189,18 @@ describe("exactonline auth --listen on https://localhost", function()
   it("ignores requests without this login's state, bounds each request, and takes the real one on ::1", function()
     -- a stand-in openssl first on PATH records its environment, then runs the real one
     local bin = dir .. "/bin"
-    cli.sh("mkdir -p " .. q(bin))
-    local real = cli.capture("command -v openssl"):gsub("%s+$", "")
-    cli.write(bin .. "/openssl", "#!/bin/sh\nenv > \"$OPENSSL_ENV_LOG\"\nexec " .. q(real) .. " \"$@\"\n")
-    cli.sh("chmod 755 " .. q(bin .. "/openssl"))
+    helpers.sh("mkdir -p " .. q(bin))
+    local real = helpers.capture("command -v openssl"):gsub("%s+$", "")
+    helpers.write(bin .. "/openssl", "#!/bin/sh\nenv > \"$OPENSSL_ENV_LOG\"\nexec " .. q(real) .. " \"$@\"\n")
+    helpers.sh("chmod 755 " .. q(bin .. "/openssl"))
     local env = cli.env_for(sb, dir, { PATH = bin .. ":" .. os.getenv("PATH"), OPENSSL_ENV_LOG = dir .. "/ssl-env" })
     local h = cli.spawn(env, { "auth", "--listen", "--timeout", "60" })
     local url, out
     for _ = 1, 300 do
-      out = cli.read(h.dir .. "/out") or ""
+      out = helpers.read(h.dir .. "/out") or ""
       url = out:match("(https://%S+/api/oauth2/auth%?%S+)")
       if url and out:find("paste it here", 1, true) then break end
-      cli.sh("sleep 0.05")
+      helpers.sh("sleep 0.05")
     end
     assert.is_string(url, out)
     assert.matches("Waiting for the redirect on " .. redirect, out, 1, true)
@@ -238,7 +239,7 @@ describe("exactonline auth --listen on https://localhost", function()
     assert.matches("Connected as", h.stdout, 1, true)
     assert.matches("ignored a request to /callback without this login's state", h.stderr, 1, true)
     assert.are.equal(1, sb:stats().code_exchanges)
-    local ssl_env = cli.read(dir .. "/ssl-env")
+    local ssl_env = helpers.read(dir .. "/ssl-env")
     assert.is_string(ssl_env, "openssl did not run")
     assert.is_nil(ssl_env:find("EXACT_CLIENT_SECRET", 1, true))
     assert.is_nil(ssl_env:find(sb.client_secret, 1, true))
@@ -246,17 +247,18 @@ describe("exactonline auth --listen on https://localhost", function()
 
   it("listens on both loopback families, and takes the address pasted on stdin too", function()
     local fifo = dir .. "/paste"
-    cli.sh("mkfifo " .. q(fifo))
+    helpers.sh("mkfifo " .. q(fifo))
     local cmd = cli.command(cli.env_for(sb, dir), { "auth", "--listen", "--timeout", "60" })
-    cli.sh("sh -c " .. q(cmd .. " <" .. q(fifo) .. " >" .. q(dir .. "/out") .. " 2>&1; echo $? >" .. q(dir .. "/rc"))
+    helpers.sh("sh -c " .. q(cmd .. " <" .. q(fifo) .. " >" .. q(dir .. "/out") .. " 2>&1; echo $? >"
+      .. q(dir .. "/rc"))
       .. " </dev/null >/dev/null 2>&1 &")
     local paste = assert(io.open(fifo, "w"))
     local url
     for _ = 1, 300 do
-      local out = cli.read(dir .. "/out") or ""
+      local out = helpers.read(dir .. "/out") or ""
       url = out:match("(https://%S+/api/oauth2/auth%?%S+)")
       if url and out:find("paste it here", 1, true) then break end
-      cli.sh("sleep 0.05")
+      helpers.sh("sleep 0.05")
     end
     assert.is_string(url)
     -- both families answer (with the "not this login" page) while it waits
@@ -266,12 +268,12 @@ describe("exactonline auth --listen on https://localhost", function()
     paste:close()
     local rc
     for _ = 1, 400 do
-      rc = cli.read(dir .. "/rc")
+      rc = helpers.read(dir .. "/rc")
       if rc and rc:match("%d") then break end
-      cli.sh("sleep 0.05")
+      helpers.sh("sleep 0.05")
     end
-    assert.are.equal("0", (rc or ""):match("%d+"), cli.read(dir .. "/out"))
-    assert.matches("Connected as", cli.read(dir .. "/out"), 1, true)
+    assert.are.equal("0", (rc or ""):match("%d+"), helpers.read(dir .. "/out"))
+    assert.matches("Connected as", helpers.read(dir .. "/out"), 1, true)
   end)
 end)
 
@@ -280,17 +282,17 @@ describe("exactonline export's files", function()
 
   setup(function()
     sb = helpers.sandbox { accounts = 300 }
-    dir = cli.mktemp()
+    dir = helpers.tmpdir()
     env = cli.env_for(sb, dir)
     assert.are.equal(0, cli.run(env, { "auth", "--redirect-url", sb:code() }).code)
   end)
   teardown(function()
     if sb then sb:stop() end
-    cli.sh("rm -rf " .. q(dir))
+    helpers.sh("rm -rf " .. q(dir))
   end)
 
   local function mode(path)
-    return cli.capture("stat -c %a " .. q(path)):gsub("%s+$", "")
+    return helpers.capture("stat -c %a " .. q(path)):gsub("%s+$", "")
   end
 
   it("are created 0600, or keep the mode of the file they replace", function()
@@ -298,11 +300,11 @@ describe("exactonline export's files", function()
     local res = cli.run(env, { "export", "crm/Accounts", "--select", "ID", "-o", csv })
     assert.are.equal(0, res.code, res.stderr)
     assert.are.equal("600", mode(csv))
-    cli.sh("chmod 640 " .. q(csv))
+    helpers.sh("chmod 640 " .. q(csv))
     res = cli.run(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
     assert.are.equal(0, res.code, res.stderr)
     assert.are.equal("640", mode(csv))
-    assert.matches("^ID,Name\r\n", cli.read(csv))
+    assert.matches("^ID,Name\r\n", helpers.read(csv))
   end)
 
   it("are written through a temp file with an unpredictable name", function()
@@ -311,11 +313,11 @@ describe("exactonline export's files", function()
     local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "--no-bulk", "-o", csv })
     local name
     for _ = 1, 200 do
-      for n in cli.capture("ls -a " .. q(dir)):gmatch("[^\n]+") do
+      for n in helpers.capture("ls -a " .. q(dir)):gmatch("[^\n]+") do
         if n:find("^slow%.csv%.partial%-") then name = n end
       end
       if name then break end
-      cli.sh("sleep 0.05")
+      helpers.sh("sleep 0.05")
     end
     assert.is_string(name, "no temp file seen")
     assert.matches("^slow%.csv%.partial%-" .. h.pid .. "%.%x%x%x%x%x%x%x%x%x%x%x%x$", name)
@@ -326,17 +328,17 @@ describe("exactonline export's files", function()
   it("refuse links and existing files at the temp path itself (O_EXCL|O_NOFOLLOW)", function()
     local core = require "exactonline.core"
     local victim, link = dir .. "/victim2", dir .. "/link"
-    cli.write(victim, "precious")
-    cli.sh("ln -s " .. q(victim) .. " " .. q(link))
+    helpers.write(victim, "precious")
+    helpers.sh("ln -s " .. q(victim) .. " " .. q(link))
     local f, err = core.create_file(link, 384)
     assert.is_nil(f)
     assert.matches("File exists", err, 1, true)
     assert.is_nil(core.create_file(victim, 384))
-    assert.are.equal("precious", cli.read(victim))
+    assert.are.equal("precious", helpers.read(victim))
     -- a dangling link (to a file an attacker wants us to create) is refused too
-    cli.sh("ln -s " .. q(dir .. "/created-by-us") .. " " .. q(dir .. "/dangling"))
+    helpers.sh("ln -s " .. q(dir .. "/created-by-us") .. " " .. q(dir .. "/dangling"))
     assert.is_nil(core.create_file(dir .. "/dangling", 384))
-    assert.is_false(cli.exists(dir .. "/created-by-us"))
+    assert.is_false(helpers.exists(dir .. "/created-by-us"))
   end)
 
   it("--csv-safe prefixes text cells starting with = + - @ with ' (formulas stay text)", function()

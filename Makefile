@@ -35,7 +35,7 @@ BIN_DIR    = $(DESTDIR)$(PREFIX)/bin
 # Debian packages the build, the specs and the demo need.
 DEB_PACKAGES = lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-check \
                luarocks lua-socket lua-sec libluajit2-5.1-dev luajit2 nginx libnginx-mod-http-lua \
-               lua-sql-postgres postgresql openssl python3 gcc make pkg-config util-linux \
+               postgresql openssl python3 gcc make pkg-config util-linux \
                curl binutils procps git valgrind lua-dbi-sqlite3 lua-dbi-postgresql sqlite3 \
                lua-argparse
 

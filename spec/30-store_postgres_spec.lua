@@ -161,3 +161,144 @@ describe("postgres store", function()
     assert.are.equal("100", s.load().refresh_token)
   end)
 end)
+
+describe("postgres store: tokens travel only as bound parameters (issue 17)", function()
+  local DBI = require "DBI"
+  local pg, admin, logged, stores
+
+  local ACCESS, REFRESH = "ACCESS-tok-7f1e0c2a", "REFRESH-tok-9c2d41be"
+  local function secret_pair(n)
+    return { access_token = ACCESS .. n, refresh_token = REFRESH .. n, expires_at = 2000 + n + 600,
+      obtained_at = 2000 + n, refresh_obtained_at = 2000 + n }
+  end
+
+  local function connect(conninfo)
+    local c = assert(DBI.Connect("PostgreSQL", conninfo))
+    c:autocommit(true)
+    return c
+  end
+
+  -- run SQL on an admin connection: all rows (named columns)
+  local function sql(c, text, ...)
+    local st = assert(c:prepare(text))
+    local ok, err = st:execute(...)
+    assert(ok, err)
+    local rows = {}
+    for row in st:rows(true) do rows[#rows + 1] = row end
+    st:close()
+    return rows
+  end
+
+  local function no_secret(text, where)
+    for _, s in ipairs { ACCESS, REFRESH } do
+      assert.is_falsy(text:find(s, 1, true), "a token in " .. where .. ":\n" .. text)
+    end
+  end
+
+  local function new_store(conninfo, key, tname)
+    local s = exactonline.stores.postgres { conninfo = conninfo, key = key, table = tname }
+    stores[#stores + 1] = s
+    return s
+  end
+
+  setup(function()
+    stores = {}
+    pg = postgres.start()
+    admin = connect(pg.conninfo)
+    -- every session in this database writes every statement it runs into the server log
+    sql(admin, "CREATE DATABASE logged")
+    sql(admin, "ALTER DATABASE logged SET log_statement = 'all'")
+    logged = pg.conninfo:gsub("dbname=postgres", "dbname=logged")
+  end)
+
+  teardown(function()
+    for _, s in ipairs(stores or {}) do s.close() end
+    if admin then admin:close() end
+    if pg then pg:stop() end
+  end)
+
+  it("shows no token in pg_stat_activity while a save runs, nor in the log, also for a failed save", function()
+    local s = new_store(logged, "watched")
+    assert.is_true(s.save(secret_pair(1)))
+    assert.are.same(secret_pair(1), s.load())
+    -- hold the table so a child's save waits inside the server, where pg_stat_activity shows its text
+    local lc = assert(DBI.Connect("PostgreSQL", logged))
+    local watch = connect(pg.conninfo)
+    sql(lc, "LOCK TABLE exactonline_tokens IN EXCLUSIVE MODE") -- LuaDBI starts a transaction: held until rollback
+    local cmd, done = proc.script(("local s = require('exactonline.stores.postgres').new{ conninfo = %q, key = %q }\n")
+      :format(logged, "watched") .. ([[
+      assert(s.save({ access_token = %q, refresh_token = %q, obtained_at = 2005, expires_at = 2605,
+                      refresh_obtained_at = 2005 }))
+    ]]):format(ACCESS .. 5, REFRESH .. 5))
+    local pid = proc.spawn(cmd)
+    local seen
+    for _ = 1, 2000 do
+      local rows = sql(watch,
+        "SELECT query FROM pg_stat_activity WHERE datname = 'logged' AND wait_event_type = 'Lock'")
+      if rows[1] then seen = rows[1].query break end
+      helpers.sh("sleep 0.01")
+    end
+    lc:rollback()
+    lc:close()
+    assert.is_truthy(seen, "the child's save never waited on the table lock")
+    assert.matches("INSERT INTO", seen, 1, true)
+    assert.matches("VALUES ($1, $2, $3", seen, 1, true)
+    no_secret(seen, "pg_stat_activity")
+    for _ = 1, 2000 do
+      if not proc.alive(pid) then break end
+      helpers.sh("sleep 0.01")
+    end
+    done()
+    assert.are.same(secret_pair(5), s.load())
+    for _, row in ipairs(sql(watch, "SELECT query FROM pg_stat_activity")) do
+      no_secret(tostring(row.query), "pg_stat_activity")
+    end
+    watch:close()
+
+    -- a save the server refuses: the statement is written to the log with its error
+    local lg = connect(logged)
+    sql(lg, "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS " ..
+      "$$BEGIN RAISE EXCEPTION 'tokens are read-only today'; END$$")
+    sql(lg, "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON exactonline_tokens " ..
+      "FOR EACH ROW EXECUTE FUNCTION refuse_writes()")
+    lg:close()
+    local ok, err = s.save(secret_pair(9))
+    assert.is_nil(ok)
+    assert.are.equal("store", err.kind)
+    assert.matches("read-only today", tostring(err), 1, true)
+    no_secret(tostring(err), "the store error")
+
+    local log = assert(helpers.read(pg.dir .. "/log"))
+    assert.matches("INSERT INTO", log, 1, true)              -- statements were logged ...
+    assert.matches("tokens are read-only today", log, 1, true) -- ... and so was the failure
+    no_secret(log, "the server log (log_statement = all)")
+  end)
+
+  it("a role allowed to SET log_parameter_max_length keeps its parameters out of the log too", function()
+    sql(admin, "CREATE ROLE app LOGIN")
+    sql(admin, "GRANT CREATE, USAGE ON SCHEMA public TO app")
+    local lg = connect(logged)
+    sql(lg, "GRANT CREATE, USAGE ON SCHEMA public TO app")
+    lg:close()
+    sql(admin, "GRANT SET ON PARAMETER log_parameter_max_length TO app")
+    local s = new_store(logged:gsub("user=postgres", "user=app"), "as-app", "app_tokens")
+    assert.is_true(s.save(secret_pair(20)))
+    assert.are.same(secret_pair(20), s.load())
+    assert.is_true(s.lock(5))
+    s.unlock()
+    local log = assert(helpers.read(pg.dir .. "/log"))
+    assert.matches("app_tokens", log, 1, true)
+    no_secret(log, "the server log (log_statement = all)")
+  end)
+
+  it("a row the server refuses is not quoted back in the store error", function()
+    local s = new_store(pg.conninfo, "checked", "checked_tokens")
+    assert.is_true(s.save(secret_pair(30)))
+    -- PostgreSQL quotes a row that breaks a constraint ("Failing row contains (…)") in its DETAIL
+    sql(admin, "ALTER TABLE checked_tokens ADD CONSTRAINT short CHECK (length(refresh_token) < 5) NOT VALID")
+    local ok, err = s.save(secret_pair(31))
+    assert.is_nil(ok)
+    assert.matches("short", tostring(err), 1, true)
+    no_secret(tostring(err), "the store error")
+  end)
+end)

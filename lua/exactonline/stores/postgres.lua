@@ -2,14 +2,17 @@
 -- store = require("exactonline.stores.postgres").new{ conninfo = "…", table = "exactonline_tokens", key = "my-app" }
 --   store.load()        --> tokens | nil (no row yet) | nil, err
 --   store.save(tokens)  --> true | true, "kept_newer" | nil, err   (commits at once: durable before use)
---   store.lock(timeout) --> true | nil, err      store.unlock()
+--   store.lock(timeout) --> true | nil, err      store.unlock()      store.close()
+-- Through LuaDBI (Debian: lua-dbi-postgresql). Every value travels as a bound parameter, never inside the
+-- SQL text: no token shows in pg_stat_activity or in a logged statement, and the session asks the server
+-- not to log bind parameters (log_parameter_max_length = 0) where the role may set it.
 -- The lock is a session-level advisory lock on (table, key): it is released by unlock(), or by the
 -- server when the connection drops (a killed process never leaves it behind). save() is one
 -- INSERT … ON CONFLICT DO UPDATE … WHERE that never replaces a newer chain, locked or not.
 local core = require "exactonline.core"
 
-local type, tostring, tonumber, error, pcall, require = type, tostring, tonumber, error, pcall, require
-local string_format, math_floor = string.format, math.floor
+local type, tostring, tonumber, error, pcall, require, select = type, tostring, tonumber, error, pcall, require, select
+local string_format, math_floor, math_huge = string.format, math.floor, math.huge
 
 local _M = {}
 
@@ -17,7 +20,7 @@ local function store_error(code, message, hint)
   return core.error { kind = "store", code = code, message = message, hint = hint }
 end
 
--- "exactonline_tokens" or "schema.table" -> a safely quoted identifier
+-- "exactonline_tokens" or "schema.table" -> a safely quoted identifier (names cannot be bound)
 local function quote_ident(name)
   if type(name) ~= "string" or not (name:match("^[%a_][%w_]*$") or name:match("^[%a_][%w_]*%.[%a_][%w_]*$")) then
     error("exactonline.stores.postgres: table must be a plain name or schema.name (letters, digits, _)", 3)
@@ -25,10 +28,10 @@ local function quote_ident(name)
   return '"' .. name:gsub("%.", '"."') .. '"'
 end
 
+-- a time as exact text (LuaDBI would send a Lua number with 14 digits), or NULL
 local function num(v)
-  if v == nil then return "NULL" end
   local n = tonumber(v)
-  if not n or n ~= n or n == math.huge or n == -math.huge then return "NULL" end
+  if not n or n ~= n or n == math_huge or n == -math_huge then return nil end
   return string_format("%.17g", n)
 end
 
@@ -43,6 +46,14 @@ local function from_row(row)
   }
 end
 
+-- Ask the server not to write bind parameters into its log; each setting on its own, since a role may
+-- set one (log_parameter_max_length_on_error) and not the other (superuser, or GRANT SET ON PARAMETER).
+local QUIET = "DO $$BEGIN" ..
+  " BEGIN PERFORM set_config('log_parameter_max_length_on_error', '0', false);" ..
+  " EXCEPTION WHEN OTHERS THEN NULL; END;" ..
+  " BEGIN PERFORM set_config('log_parameter_max_length', '0', false);" ..
+  " EXCEPTION WHEN OTHERS THEN NULL; END; END$$"
+
 --- new{ conninfo = "host=… dbname=…", table = "exactonline_tokens", key = "default", lock_timeout = 30 }
 function _M.new(opts)
   if type(opts) ~= "table" then error("exactonline.stores.postgres{…}: options table required", 2) end
@@ -55,17 +66,29 @@ function _M.new(opts)
   local tbl = quote_ident(tname)
   local default_timeout = tonumber(opts.lock_timeout) or 30
 
-  local ok, driver = pcall(require, "luasql.postgres")
-  if not ok then
-    error("exactonline.stores.postgres needs LuaSQL for PostgreSQL (Debian: apt install lua-sql-postgres)", 2)
+  local ok, DBI = pcall(require, "DBI")
+  if not ok or not pcall(require, "dbd.postgresql") then
+    error("exactonline.stores.postgres needs LuaDBI for PostgreSQL (Debian: apt install lua-dbi-postgresql)", 2)
   end
 
-  local env, conn, ready, held
+  local conn, ready, held
   local store = { key = key, table = tname }
 
-  local function db_error(what, msg)
-    -- LuaSQL messages carry the server's words; conninfo (which may hold a password) is never added
-    return store_error("postgres", what .. ": " .. tostring(msg or "unknown error"),
+  -- the server's words, without the DETAIL lines (a refused row is quoted there) and without any value
+  -- this store sent; the conninfo (which may hold a password) is never added
+  local function db_error(what, msg, ...)
+    local text = tostring(msg or "unknown error"):gsub("\n%s*DETAIL:.*$", ""):gsub("%s+$", "")
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      if type(v) == "string" and #v > 0 then
+        local from, to = text:find(v, 1, true)
+        while from do
+          text = text:sub(1, from - 1) .. "***" .. text:sub(to + 1)
+          from, to = text:find(v, from + 3, true)
+        end
+      end
+    end
+    return store_error("postgres", what .. ": " .. text,
       "check that PostgreSQL is reachable with the conninfo given and that the user may use " .. tname)
   end
 
@@ -74,18 +97,41 @@ function _M.new(opts)
     conn, ready, held = nil, false, false
   end
 
-  local function exec(sql)
-    local res, err = conn:execute(sql)
-    if res == nil then return nil, err end
-    return res
+  -- prepare, bind, execute: the statement (caller closes it) | nil, err. LuaDBI raises on a dead connection.
+  local function run(sql, ...)
+    local st, perr = conn:prepare(sql)
+    if not st then return nil, perr end
+    local pok, done, err = pcall(st.execute, st, ...)
+    if pok and done then return st end
+    pcall(st.close, st)
+    return nil, pok and err or done
+  end
+
+  local function first_row(sql, ...) --> row | false | nil, err
+    local st, err = run(sql, ...)
+    if not st then return nil, err end
+    local row = st:fetch(true)
+    st:close()
+    return row or false
+  end
+
+  local function exec(sql, ...) --> affected rows | nil, err
+    local st, err = run(sql, ...)
+    if not st then return nil, err end
+    local n = st:affected()
+    st:close()
+    return n
   end
 
   local function connect()
     if conn then return true end
-    if not env then env = driver.postgres() end
-    local c, err = env:connect(opts.conninfo)
+    local cok, c, err = pcall(DBI.Connect, "PostgreSQL", opts.conninfo)
+    if not cok then c, err = nil, c end
     if not c then return nil, db_error("cannot connect to PostgreSQL", err) end
     conn = c
+    conn:autocommit(true) -- each statement commits at once: a saved pair is durable before it is used
+    exec("SELECT set_config('client_min_messages', 'warning', false)") -- no NOTICEs on stderr
+    exec(QUIET)
     if not ready then
       local r, e = exec("CREATE TABLE IF NOT EXISTS " .. tbl .. " (" ..
         "key text PRIMARY KEY, access_token text, refresh_token text, expires_at double precision, " ..
@@ -93,10 +139,8 @@ function _M.new(opts)
         "updated_at timestamptz NOT NULL DEFAULT now())")
       if not r then
         -- two processes creating it at once: one of them loses the race, the table is there all the same
-        local cur = exec("SELECT to_regclass(" .. "'" .. conn:escape(tbl) .. "')::text")
-        local exists = type(cur) == "userdata" and cur:fetch()
-        if type(cur) == "userdata" then cur:close() end
-        if not exists then
+        local row = first_row("SELECT to_regclass(?)::text AS t", tbl)
+        if not (row and row.t) then
           drop()
           return nil, db_error("cannot create the table " .. tname, e)
         end
@@ -111,31 +155,21 @@ function _M.new(opts)
     local ok1, err1 = connect()
     if not ok1 then return nil, err1 end
     local a, b = fn()
-    if a == nil and b ~= nil and not held then
-      local alive = conn and conn:execute("SELECT 1")
-      if not alive then
-        drop()
-        local ok2, err2 = connect()
-        if not ok2 then return nil, err2 end
-        a, b = fn()
-      end
+    if a == nil and b ~= nil and not held and not first_row("SELECT 1 AS one") then
+      drop()
+      local ok2, err2 = connect()
+      if not ok2 then return nil, err2 end
+      a, b = fn()
     end
     return a, b
   end
 
-  local function lit(s)
-    if s == nil then return "NULL" end
-    return "'" .. conn:escape(tostring(s)) .. "'"
-  end
-
   function store.load()
     return with_conn(function()
-      local cur, err = exec("SELECT access_token, refresh_token, expires_at, obtained_at, refresh_obtained_at FROM " ..
-        tbl .. " WHERE key = " .. lit(key))
-      if not cur then return nil, db_error("cannot read tokens", err) end
-      local row = cur:fetch({}, "a")
-      cur:close()
-      local t = from_row(row)
+      local row, err = first_row("SELECT access_token, refresh_token, expires_at, obtained_at, refresh_obtained_at" ..
+        " FROM " .. tbl .. " WHERE key = ?", key)
+      if row == nil then return nil, db_error("cannot read tokens", err) end
+      local t = from_row(row or nil)
       if t then return t end
       return nil
     end)
@@ -143,21 +177,23 @@ function _M.new(opts)
 
   function store.save(tokens)
     if type(tokens) ~= "table" then error("exactonline.stores.postgres: save(tokens) needs a table", 2) end
+    local access, refresh = tokens.access_token, tokens.refresh_token
+    if access ~= nil then access = tostring(access) end
+    if refresh ~= nil then refresh = tostring(refresh) end
     return with_conn(function()
-      local r = num(tokens.refresh_obtained_at or tokens.obtained_at)
-      local o = num(tokens.obtained_at)
       -- never an older chain over a newer one: the row is replaced only when ours is at least as new
       local n, err = exec("INSERT INTO " .. tbl ..
         " AS t (key, access_token, refresh_token, expires_at, obtained_at, refresh_obtained_at, updated_at)" ..
-        " VALUES (" .. lit(key) .. ", " .. lit(tokens.access_token) .. ", " .. lit(tokens.refresh_token) .. ", " ..
-        num(tokens.expires_at) .. ", " .. o .. ", " .. r .. ", now())" ..
+        " VALUES (?, ?, ?, ?, ?, ?, now())" ..
         " ON CONFLICT (key) DO UPDATE SET access_token = EXCLUDED.access_token," ..
         " refresh_token = EXCLUDED.refresh_token, expires_at = EXCLUDED.expires_at," ..
         " obtained_at = EXCLUDED.obtained_at, refresh_obtained_at = EXCLUDED.refresh_obtained_at, updated_at = now()" ..
         " WHERE t.refresh_token IS NULL OR" ..
         " (COALESCE(t.refresh_obtained_at, t.obtained_at, -1), COALESCE(t.obtained_at, -1))" ..
-        " <= (COALESCE(EXCLUDED.refresh_obtained_at, -1), COALESCE(EXCLUDED.obtained_at, -1))")
-      if not n then return nil, db_error("cannot save tokens", err) end
+        " <= (COALESCE(EXCLUDED.refresh_obtained_at, -1), COALESCE(EXCLUDED.obtained_at, -1))",
+        key, access, refresh, num(tokens.expires_at), num(tokens.obtained_at),
+        num(tokens.refresh_obtained_at or tokens.obtained_at))
+      if not n then return nil, db_error("cannot save tokens", err, access, refresh) end
       if tonumber(n) == 0 then return true, "kept_newer" end
       return true
     end)
@@ -169,15 +205,15 @@ function _M.new(opts)
         "call unlock() before lock() again")
     end
     timeout = tonumber(timeout) or default_timeout
+    if timeout ~= timeout then timeout = default_timeout end
     return with_conn(function()
       local ms = math_floor(timeout * 1000 + 0.5)
-      if ms < 1 then ms = 1 end
+      if ms < 1 then ms = 1 elseif ms > 2147483647 then ms = 2147483647 end
       -- lock_timeout bounds the wait; the lock outlives the statement (session level)
-      local r, err = exec("SET lock_timeout = " .. ms)
+      local r, err = exec("SELECT set_config('lock_timeout', ?, false)", tostring(ms))
       if not r then return nil, db_error("cannot lock", err) end
-      r, err = exec("SELECT pg_advisory_lock(hashtext(" .. lit(tname) .. "), hashtext(" .. lit(key) .. "))")
-      local reset = exec("SET lock_timeout = 0")
-      if not reset then drop() end
+      r, err = exec("SELECT pg_advisory_lock(hashtext(?), hashtext(?))", tname, key)
+      if not exec("SELECT set_config('lock_timeout', '0', false)") then drop() end
       if not r then
         if tostring(err):find("lock timeout", 1, true) then
           return nil, store_error("lock_timeout", string_format(
@@ -186,7 +222,7 @@ function _M.new(opts)
         end
         return nil, db_error("cannot lock", err)
       end
-      if type(r) == "userdata" then r:close() end
+      if not conn then return nil, db_error("cannot lock", "the connection was lost") end
       held = true
       return true
     end)
@@ -195,17 +231,13 @@ function _M.new(opts)
   function store.unlock()
     if not held then return true end
     held = false
-    if conn then
-      local cur = exec("SELECT pg_advisory_unlock(hashtext(" .. lit(tname) .. "), hashtext(" .. lit(key) .. "))")
-      if type(cur) == "userdata" then cur:close() else drop() end
-    end
+    if conn and not exec("SELECT pg_advisory_unlock(hashtext(?), hashtext(?))", tname, key) then drop() end
     return true
   end
 
   --- Close the connection (releases the lock too).
   function store.close()
     drop()
-    if env then pcall(env.close, env); env = nil end
   end
 
   return store

@@ -2,7 +2,9 @@
 -- EntityType code in sync/Deleted, and its fields with their Edm types (guid datetime double int bool
 -- string binary). Facts from Exact's REST reference pages (HlpRestAPIResourcesDetails.aspx?name=Sync…),
 -- as the public client libraries list them; the fields are those of the endpoint replicate reads
--- (sync, else bulk). A field Exact sends that is not listed here still gets a column.
+-- (sync, else bulk). A field Exact sends that is not listed here still gets a column. Full reads ask for
+-- these fields by name ($select), so a bulk-read entity lists only fields every region's Exact has (the US
+-- TaxSchedule fields of SalesInvoiceLines are left out: elsewhere Exact refuses a $select naming them).
 local ipairs, type = ipairs, type
 
 local _M = {}
@@ -146,8 +148,8 @@ ExtraDutyPercentage:double GLAccount:guid GLAccountDescription:string InvoiceID:
 ItemDescription:string LineNumber:int NetPrice:double Notes:string Pricelist:guid PricelistDescription:string
 Project:guid ProjectDescription:string ProjectWBS:guid ProjectWBSDescription:string Quantity:double
 SalesOrder:guid SalesOrderLine:guid SalesOrderLineNumber:int SalesOrderNumber:int StartTime:datetime
-Subscription:guid SubscriptionDescription:string TaxSchedule:guid TaxScheduleCode:string
-TaxScheduleDescription:string UnitCode:string UnitDescription:string UnitPrice:double VATAmountDC:double
+Subscription:guid SubscriptionDescription:string
+UnitCode:string UnitDescription:string UnitPrice:double VATAmountDC:double
 VATAmountFC:double VATCode:string VATCodeDescription:string VATPercentage:double]]),
   entity("logistics/Items", "sync/Logistics/Items", "bulk/Logistics/Items", "ID", 9, [[
 Timestamp:int AssembledLeadDays:int AverageCost:double Barcode:string BatchQuantity:double Class_01:string

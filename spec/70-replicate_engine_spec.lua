@@ -1,0 +1,344 @@
+-- exactonline.replicate against the sandbox's whole administrations (HTTPS), into real SQLite files and a
+-- real PostgreSQL server: the replica equals the sandbox's data row for row and type for type, after a
+-- first run and after random changes (with the fewest calls), after kill -9 at random moments, after a
+-- spent daily budget; many divisions at once take hardly longer than one.
+local helpers = require "helpers"
+local exactonline = require "exactonline"
+local postgres = require "support.postgres"
+local proc = require "support.proc"
+local cli = require "support.cli_run"
+local catalog = require "exactonline.replicate.catalog"
+local dbmod = require "exactonline.replicate.db"
+local sbcat = require "exactonline.sandbox.catalog"
+local core = require "exactonline.core"
+local cjson = require "cjson"
+
+local KILLS = tonumber(os.getenv("EXACTONLINE_REPLICATE_KILLS") or "") or 30
+
+-- the sandbox's entity for one of ours, and which of its views our table holds
+local function sandbox_entity(e)
+  local hit = sbcat.by_path[(e.sync or e.bulk or e.path):lower()]
+  return hit.entity, e.sync and "sync" or "regular"
+end
+
+local SQLITE_TYPE = { Guid = "TEXT", DateTime = "DATETIME", Double = "REAL", Decimal = "REAL", Int16 = "INTEGER",
+  Int32 = "INTEGER", Int64 = "INTEGER", Byte = "INTEGER", Boolean = "BOOLEAN", String = "TEXT", Binary = "TEXT" }
+local PG_TYPE = { Guid = "uuid", DateTime = "timestamp with time zone", Double = "double precision",
+  Decimal = "double precision", Int16 = "bigint", Int32 = "bigint", Int64 = "bigint", Byte = "bigint",
+  Boolean = "boolean", String = "text", Binary = "text" }
+
+local function ms_of(v)
+  return tonumber(tostring(v):match("^/Date%((%-?%d+)"))
+end
+
+-- what a column holds for Exact's value v of Edm type t, as read back below
+local function expect(v, t, pg)
+  if v == nil or v == cjson.null then return nil end
+  if t == "Guid" then return tostring(v):lower() end
+  if t == "DateTime" then
+    local ms = ms_of(v)
+    if not ms then return v end
+    local s = math.floor(ms / 1000)
+    if pg then
+      local frac = ms - s * 1000
+      local f = frac == 0 and "" or ("." .. ("%03d"):format(frac):gsub("0+$", ""))
+      return os.date("!%Y-%m-%d %H:%M:%S", s) .. f .. "+00"
+    end
+    return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(ms - s * 1000)
+  end
+  if t == "Boolean" then
+    if pg then return v == true end
+    return v == true and 1 or 0
+  end
+  if t == "Int16" or t == "Int32" or t == "Int64" or t == "Byte" then return math.floor(v) end
+  if t == "Double" or t == "Decimal" then return v + 0.0 end
+  return v
+end
+
+-- every row of a table for a division, as { [key] = { column = value } } (integers read as text: LuaDBI
+-- reads integer columns through a 32-bit int), and the columns' declared types
+local function snapshot(R, e, division, pg)
+  local d = R.d
+  local cols = assert(d.columns(R, e.table))
+  local list, types = {}, {}
+  for _, c in ipairs(cols) do
+    types[c.name] = c.type
+    local q = '"' .. c.name .. '"'
+    local ty = tostring(c.type):upper()
+    if ty == "INTEGER" or ty == "BIGINT" then q = "CAST(" .. q .. " AS TEXT) AS " .. q
+    elseif pg and (ty == "UUID" or ty:match("^TIMESTAMP")) then q = "CAST(" .. q .. " AS TEXT) AS " .. q end
+    list[#list + 1] = q
+  end
+  local st = assert(R:exec("SELECT " .. table.concat(list, ", ") .. ' FROM "' .. e.table .. '" WHERE division = ?',
+    d.int(division)))
+  local rows, n = {}, 0
+  local key = e.key:lower()
+  for row in st:rows(true) do
+    for _, c in ipairs(cols) do
+      local ty = tostring(c.type):upper()
+      if (ty == "INTEGER" or ty == "BIGINT") and row[c.name] ~= nil then row[c.name] = tonumber(row[c.name]) end
+    end
+    assert.is_nil(rows[row[key]], "a duplicate key in " .. e.table)
+    rows[row[key]] = row
+    n = n + 1
+  end
+  return rows, n, types
+end
+
+-- the replica equals the sandbox, for every entity of the standard set and each division
+local function assert_equal(sb, R, divisions, pg)
+  if pg then assert(R:exec("SET TIME ZONE 'UTC'")) end
+  local checked = 0
+  for _, d in ipairs(divisions) do
+    for _, e in ipairs(catalog.entities) do
+      local se, view = sandbox_entity(e)
+      local want = sb:entity(se.name, { division = d, view = view })
+      local got, n, types = snapshot(R, e, d, pg)
+      assert.are.equal(want.count, n, ("%s in division %d: %d rows in the sandbox, %d in the replica"):format(
+        e.path, d, want.count, n))
+      local edm = view == "sync" and se.sync_types or se.types
+      for field, t in pairs(edm) do
+        local col = field:lower()
+        local decl = types[col]
+        assert.is_not_nil(decl, e.table .. " has no column " .. col)
+        if pg then assert.are.equal(PG_TYPE[t], decl, e.table .. "." .. col)
+        else assert.are.equal(SQLITE_TYPE[t], decl, e.table .. "." .. col) end
+      end
+      for _, row in ipairs(want.rows) do
+        local k = tostring(row[e.key]):lower()
+        local mine = got[k]
+        assert.is_not_nil(mine, ("%s in division %d: key %s is missing"):format(e.path, d, k))
+        for field, v in pairs(row) do
+          local t = edm[field]
+          if t and type(v) ~= "table" or v == cjson.null then
+            local x, y = expect(v, t, pg), mine[field:lower()]
+            if type(y) == "string" and t == "Guid" then y = y:lower() end
+            if x ~= y then
+              error(("%s %s in division %d: %s is %s in the sandbox, %s in the replica"):format(e.path, k, d, field,
+                tostring(x), tostring(y)), 2)
+            end
+          end
+        end
+        checked = checked + 1
+      end
+    end
+  end
+  return checked
+end
+
+local function authorized(sb, over)
+  local c = assert(exactonline.new(sb:client_config(over or {})))
+  assert(c:exchange(sb:code()))
+  return c
+end
+
+local function codes(sb)
+  local out = {}
+  for i = 0, (sb.divisions or 1) - 1 do out[#out + 1] = sb.division + i end
+  return out
+end
+
+-- a few creates, updates and deletes in every entity the sandbox can change, in each division
+local function random_changes(sb, divisions)
+  local n = 0
+  for _, d in ipairs(divisions) do
+    for _, name in ipairs { "accounts", "contacts", "transactionlines", "salesinvoices", "items", "glaccounts" } do
+      local r = sb:change(name, { division = d, create = math.random(1, 3), update = math.random(1, 4),
+        delete = math.random(1, 2) })
+      n = n + #r.created + #r.updated + #r.deleted
+    end
+  end
+  return n
+end
+
+for _, backend in ipairs { "SQLite", "PostgreSQL" } do
+  describe("replicate (" .. backend .. ")", function()
+    local sb, client, pg, dir, target
+    local pgdb = 0
+
+    local function fresh_target()
+      if backend == "PostgreSQL" then
+        pgdb = pgdb + 1
+        local admin = assert(require("DBI").Connect("PostgreSQL", pg.conninfo))
+        admin:autocommit(true)
+        assert(require("DBI").Do(admin, "CREATE DATABASE e" .. pgdb))
+        admin:close()
+        target = pg.conninfo:gsub("dbname=%S+", "dbname=e" .. pgdb)
+      else
+        pgdb = pgdb + 1
+        target = "sqlite:" .. dir .. "/e" .. pgdb .. ".db"
+      end
+      return target
+    end
+
+    setup(function()
+      math.randomseed(os.time())
+      dir = proc.tempdir()
+      if backend == "PostgreSQL" then pg = postgres.start() end
+      sb = helpers.sandbox { divisions = 3 }
+      sb:limits { minutely = 100000, daily = 100000 }
+      client = authorized(sb)
+    end)
+
+    teardown(function()
+      if client then client:close() end
+      if sb then sb:stop() end
+      if pg then pg:stop() end
+      proc.rm_rf(dir)
+    end)
+
+    it("copies the standard set of 3 divisions row for row and type for type, then only what changed", function()
+      fresh_target()
+      local divs = codes(sb)
+      local s = assert(exactonline.replicate(client, { to = target, divisions = "all" }))
+      assert.are.equal("done", s.status)
+      assert.are.same(divs, s.order)
+      local R = assert(dbmod.open(target))
+      assert.is_true(assert_equal(sb, R, divs, backend == "PostgreSQL") > 3000)
+      -- every row inserted once, and the summary says so
+      local dv = s.divisions[divs[1]]
+      assert.are.equal(sb:entity("accounts", { division = divs[1] }).count, dv.entities["crm/Accounts"].inserted)
+      -- random creates, updates and deletes; the second run equals the sandbox again
+      local changed = random_changes(sb, divs)
+      assert.is_true(changed > 0)
+      s = assert(exactonline.replicate(client, { to = target, divisions = "all" }))
+      assert.are.equal("done", s.status)
+      assert_equal(sb, R, divs, backend == "PostgreSQL")
+      -- with the fewest calls: one page per sync entity (all changes fit in one), the whole of the one
+      -- entity without sync (SalesInvoiceLines, in pages of 1000), one page of sync/Deleted
+      for _, d in ipairs(divs) do
+        local lines = sb:entity("salesinvoicelines", { division = d, view = "regular" }).count
+        local want = 10 + math.max(1, math.ceil(lines / 1000)) + 1
+        assert.are.equal(want, s.divisions[d].calls, "calls in division " .. d)
+        local e = s.divisions[d].entities
+        assert.is_true(e["crm/Accounts"].deleted > 0 or e["crm/Accounts"].updated > 0)
+      end
+      -- a third run with nothing changed: nothing written
+      s = assert(exactonline.replicate(client, { to = target, divisions = divs }))
+      for _, d in ipairs(divs) do
+        for path, st in pairs(s.divisions[d].entities) do
+          if path ~= "salesinvoice/SalesInvoiceLines" then
+            assert.are.same({ 0, 0, 0 }, { st.inserted, st.updated, st.deleted }, path)
+          end
+        end
+      end
+      R:close()
+    end)
+
+    it("pauses a division whose daily budget is spent (the others finish) and resumes it the next day", function()
+      fresh_target()
+      local divs = codes(sb)
+      -- budgets are counted per division against one daily limit: spend 30 calls more in the first
+      -- division, then set the limit so that it has 5 calls left today and the others plenty
+      local before = sb:stats()
+      local used = {}
+      for i, d in ipairs(divs) do
+        local probe = require("exactonline.client").sibling(client, { division = d })
+        for _ = 1, i == 1 and 30 or 1 do assert(probe:get("crm/Accounts", { ["$top"] = 1 })) end
+        used[i] = 100000 - probe:rate_limits().daily_remaining
+        probe:close()
+      end
+      sb:limits { daily = used[1] + 5 }
+      assert.is_true(used[2] + 20 < used[1] and used[3] + 20 < used[1])
+      local s = assert(exactonline.replicate(client, { to = target, divisions = divs }))
+      assert.are.equal("paused", s.status)
+      assert.are.equal("paused", s.divisions[divs[1]].status)
+      assert.are.equal("done", s.divisions[divs[2]].status)
+      assert.are.equal("done", s.divisions[divs[3]].status)
+      assert.are.equal(5, s.divisions[divs[1]].calls - 1) -- five answered, the sixth refused before it was sent
+      assert.are.equal(before.rate_limited, sb:stats().rate_limited)
+      -- what it got before the pause is committed with its cursors; the next day it continues from there
+      local R = assert(dbmod.open(target))
+      local st = R:state(divs[1], "crm/Accounts")
+      assert.is_truthy(st and st.last_timestamp > 0)
+      sb:limits { daily = 100000 }
+      sb:advance(86400)
+      s = assert(exactonline.replicate(client, { to = target, divisions = divs }))
+      assert.are.equal("done", s.status)
+      assert.are.equal(0, s.divisions[divs[1]].entities["crm/Accounts"].inserted) -- not read again
+      assert_equal(sb, R, divs, backend == "PostgreSQL")
+      R:close()
+    end)
+  end)
+end
+
+describe("replicate (kill -9 and many divisions)", function()
+  local dir
+  setup(function() dir = proc.tempdir() end)
+  teardown(function() proc.rm_rf(dir) end)
+
+  it("survives kill -9 of `exactonline replicate` at 30 random moments of a large first run: the rows always "
+    .. "agree with their cursors, and the rerun ends equal with no duplicate", function()
+    local sb = helpers.sandbox { divisions = 2, sizes = { transactionlines = 9000, accounts = 2500 } }
+    -- 3 calls a second per division: a run lasts long enough to be killed anywhere in it
+    sb:limits { minutely = 3, window = 1, daily = 100000 }
+    local home = cli.mktemp()
+    local env = cli.env_for(sb, home)
+    local res = cli.run(env, { "auth", "--redirect-url", sb:code() })
+    assert.are.equal(0, res.code, res.stderr)
+    local db = dir .. "/killed.db"
+    local args = { "replicate", "--division", "all", "--to", "sqlite:" .. db, "--no-progress" }
+    math.randomseed(os.time())
+    local killed = 0
+    for _ = 1, KILLS do
+      local h = cli.spawn(env, args)
+      os.execute(("sleep %.3f"):format(0.3 + math.random() * 1.5))
+      proc.kill9(h.pid)
+      if h.wait() == 137 then killed = killed + 1 end
+      -- whatever it was doing, every committed row is covered by its table's cursor
+      local R = dbmod.open("sqlite:" .. db)
+      if R and R.d.table_exists(R, "exactonline_sync_state") then
+        for _, e in ipairs(catalog.entities) do
+          if e.sync and R.d.table_exists(R, e.table) then
+            for _, d in ipairs(codes(sb)) do
+              local st = R:state(d, e.path)
+              local top = assert(R:one('SELECT CAST(max("timestamp") AS TEXT) AS m FROM "' .. e.table ..
+                '" WHERE division = ?', d))
+              assert.is_true((tonumber(top.m) or 0) <= (st and st.last_timestamp or 0), e.path)
+            end
+          end
+        end
+      end
+      if R then R:close() end
+    end
+    assert.is_true(killed >= KILLS - 2, ("%d of %d runs were killed before they finished"):format(killed, KILLS))
+    sb:limits { minutely = 100000, window = 60 }
+    res = cli.run(env, args)
+    assert.are.equal(0, res.code, res.stderr)
+    assert.matches("division", res.stdout)
+    local R = assert(dbmod.open("sqlite:" .. db))
+    assert_equal(sb, R, codes(sb), false)
+    R:close()
+    sb:stop()
+    cli.sh("rm -rf " .. cli.q(home))
+  end)
+
+  it("replicates 8 divisions in at most 1.3 × the time of one, each paced to its own limit, with 0 × 429",
+    function()
+    local small = {}
+    for _, name in ipairs(sbcat.sizable()) do small[name] = 8 end
+    local sb = helpers.sandbox { divisions = 8, sizes = small }
+    local client = authorized(sb)
+    -- 4 calls a 1-second window per division; a run is 12 calls: three windows of each division's own
+    sb:limits { minutely = 4, window = 1, daily = 100000 }
+    local before = sb:stats().rate_limited
+    local function timed(divs)
+      local now = core.now()
+      core.sleep(1 - now % 1 + 0.02) -- start just after a window boundary, as both runs do
+      local t0 = core.now()
+      local s = assert(exactonline.replicate(client, { to = "sqlite:" .. dir .. "/" .. #divs .. ".db",
+        divisions = divs }))
+      assert.are.equal("done", s.status)
+      for _, d in ipairs(divs) do assert.are.equal(12, s.divisions[d].calls) end
+      return core.now() - t0
+    end
+    local divs = codes(sb)
+    local one = timed { divs[1] }
+    local all = timed(divs)
+    assert.is_true(one > 1.5, "one division had to wait for its limit: " .. one)
+    assert.is_true(all <= 1.3 * one, ("8 divisions took %.2f s, one %.2f s"):format(all, one))
+    assert.are.equal(before, sb:stats().rate_limited)
+    client:close()
+    sb:stop()
+  end)
+end)

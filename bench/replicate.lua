@@ -6,7 +6,7 @@
 --   BENCH_QUICK=1            a fast smoke run
 --   BENCH_REPL_ROWS=200000   rows per throughput run
 local io, os, table, math = io, os, table, math
-local tostring, tonumber, ipairs, pcall, assert, print = tostring, tonumber, ipairs, pcall, assert, print
+local tostring, tonumber, ipairs, pairs, pcall, assert, print = tostring, tonumber, ipairs, pairs, pcall, assert, print
 
 local ROOT
 do
@@ -193,6 +193,41 @@ local function pacing(limit, window, per)
   return res
 end
 
+-- calls per run of the standard set in one division: the first, one with nothing changed, one after changes
+local function calls_per_run()
+  local helpers = require "helpers"
+  local exactonline = require "exactonline"
+  local sb = helpers.sandbox { divisions = 1, sizes = { transactionlines = 5000 } }
+  local ok, res = pcall(function()
+    sb:limits { minutely = 100000, daily = 100000 }
+    local c = assert(exactonline.new(sb:client_config {}))
+    assert(c:exchange(sb:code()))
+    local dir = select(2, sh("mktemp -d /tmp/exactonline-bench.XXXXXX")):match("%S+")
+    local to = "sqlite:" .. dir .. "/calls.db"
+    local out = {}
+    local function run(name)
+      local s = assert(exactonline.replicate(c, { to = to }))
+      assert(s.status == "done", s.status)
+      local dv = s.divisions[s.order[1]]
+      local rows = 0
+      for _, st in pairs(dv.entities) do rows = rows + st.inserted + st.updated + st.deleted end
+      out[#out + 1] = { run = name, calls = dv.calls, rows = rows }
+    end
+    run("first")
+    run("nothing changed")
+    for _, e in ipairs { "accounts", "transactionlines", "salesinvoices" } do
+      sb:change(e, { create = 5, update = 20, delete = 3 })
+    end
+    run("after 84 changes in 3 entities")
+    c:close()
+    sh("rm -rf " .. dir)
+    return out
+  end)
+  sb:stop()
+  if not ok then return { error = tostring(res) } end
+  return res
+end
+
 local results = { rows = ROWS, sqlite = {}, postgres = {} }
 local pg
 local ok, err = pcall(function()
@@ -214,6 +249,8 @@ local ok, err = pcall(function()
   results.sqlite_mem = { memory("sqlite:" .. dir .. "/mem1.db", ROWS / 4),
     memory("sqlite:" .. dir .. "/mem2.db", ROWS) }
   sh("rm -rf " .. dir)
+  log("calls per run")
+  results.calls = calls_per_run()
   log("pacing across divisions")
   results.pacing = pacing(QUICK and 5 or 10, 2, QUICK and 10 or 30)
 end)
@@ -237,6 +274,15 @@ local function row(name, vm, r)
 end
 for _, vm in ipairs { "lua5.4", "luajit" } do row("SQLite", vm, results.sqlite[vm]) end
 for _, vm in ipairs { "lua5.4", "luajit" } do row("PostgreSQL", vm, results.postgres[vm]) end
+p()
+if results.calls.error then
+  p("Calls per run: " .. results.calls.error)
+else
+  p("#### Calls per run: the standard set (11 entities + sync/Deleted), one division, 5000 transaction lines")
+  p("| run | calls | rows written |")
+  p("|---|---|---|")
+  for _, r in ipairs(results.calls) do p(("| %s | %d | %d |"):format(r.run, r.calls, r.rows)) end
+end
 p()
 local m = results.sqlite_mem
 p(("Memory: peak RSS %.1f MB after %d rows, %.1f MB after %d rows (%.2f×)."):format(m[1], ROWS / 4, m[2], ROWS,

@@ -19,6 +19,16 @@ describe("exactonline demo", function()
     local n = 0
     for _ in helpers.read(csv):gmatch("\r\n") do n = n + 1 end
     assert.are.equal(1201, n)
+    -- it ends with a replica in SQLite beside the CSV and one SQL query printed as a table
+    assert.matches("exactonline replicate --division all", res.stdout, 1, true)
+    assert.matches("code | customer", res.stdout, 1, true)
+    assert.matches("(10 rows)", res.stdout, 1, true)
+    local catalog = require "exactonline.replicate.catalog"
+    local R = assert(require("exactonline.replicate.db").open("sqlite:" .. dir .. "/exact.db"))
+    local division = tonumber(res.stdout:match("%(division (%d+)"))
+    assert.are.equal(1200, R:count(catalog.lookup("crm/Accounts"), division))
+    assert.is_true(R:count(catalog.lookup("financialtransaction/TransactionLines"), division) > 0)
+    R:close()
     -- the sandbox is gone: the port it printed no longer answers
     local base = res.stdout:match("(https://localhost:%d+)")
     assert.is_string(base)
@@ -47,6 +57,8 @@ describe("exactonline demo", function()
       local n = 0
       for _ in csv:gmatch("\r\n") do n = n + 1 end
       assert.is_true(n > 1000, n .. " lines")
+      assert.is_true(helpers.exists(clone .. "/demo/exact.db"), "no demo/exact.db")
+      assert.matches("(10 rows)", out, 1, true)
       helpers.sh("rm -rf " .. q(dir))
     end)
   end

@@ -66,6 +66,12 @@ local function say(...)
   out:write("\n")
   out:flush()
 end
+-- characters, not bytes, for lining up columns of names like "Bäckerei Müller"
+local function utf8_len(s)
+  local _, n = s:gsub("[^\128-\191]", "")
+  return n
+end
+
 local function step(title)
   say("")
   say("== ", title)
@@ -198,7 +204,67 @@ local function run(ctx, root, opts)
   say("$ exactonline token")
   local tok = sh(ctx.cmd("token"))
   if not tok then return nil, "exactonline token did not report fresh tokens" end
+
+  step("Replicating both divisions into SQLite (the standard set; a second run fetches only what changed)")
+  local db = output:gsub("[^/]*$", "") .. "exact.db"
+  local shown_db = shown_out:gsub("[^/]*$", "") .. "exact.db"
+  say("$ exactonline replicate --division all --to ", shown_db)
+  local rok = sh(ctx.cmd("replicate --division all --no-progress --to " .. q("sqlite:" .. db)))
+  if not rok then return nil, "exactonline replicate failed" end
+  step("A question for the replica: revenue per customer, from transaction lines joined with accounts")
+  say("$ sqlite3 ", shown_db, " < revenue.sql")
+  for l in _M.REVENUE_SQL:gmatch("[^\n]+") do say("   ", l) end
+  local tok2, rerr = _M.print_query(db:match("^/") and db or (root .. "/" .. db), _M.REVENUE_SQL)
+  if not tok2 then return nil, rerr end
   return output
+end
+
+_M.REVENUE_SQL = [[
+SELECT ltrim(a.code) AS code, a.name AS customer, round(-sum(t.amountdc), 2) AS revenue
+FROM financialtransaction_transactionlines t
+JOIN crm_accounts a ON a.division = t.division AND a.id = t.account
+WHERE t.glaccountcode LIKE '8%'
+GROUP BY a.division, a.code, a.name
+ORDER BY revenue DESC
+LIMIT 10]]
+
+--- Run a query on a replica and print its rows as a table. --> true | nil, message
+function _M.print_query(path, sql)
+  local R, err = require("exactonline.replicate.db").open("sqlite:" .. path)
+  if not R then return nil, util.message(err) end
+  local st, qerr = R:exec(sql)
+  if not st then
+    R:close()
+    return nil, util.message(qerr)
+  end
+  local names = st:columns()
+  local rows, w = {}, {}
+  for i, n in ipairs(names) do w[i] = #n end
+  for row in st:rows(false) do
+    local r = {}
+    for i = 1, #names do
+      local v = row[i]
+      r[i] = type(v) == "number" and ("%.2f"):format(v) or tostring(v == nil and "" or v)
+      w[i] = math.max(w[i], utf8_len(r[i]))
+    end
+    rows[#rows + 1] = r
+  end
+  R:close()
+  local function line(r, sep)
+    local parts = {}
+    for i = 1, #names do
+      local pad = (" "):rep(w[i] - utf8_len(r[i]))
+      parts[i] = (i == #names) and (pad .. r[i]) or (r[i] .. pad)
+    end
+    return "   " .. table.concat(parts, sep)
+  end
+  say(line(names, " | "))
+  local dashes = {}
+  for i = 1, #names do dashes[i] = ("-"):rep(w[i]) end
+  say(line(dashes, "-+-"))
+  for _, r in ipairs(rows) do say(line(r, " | ")) end
+  say("   (", tostring(#rows), " rows)")
+  return true
 end
 
 local REAL = [[
@@ -240,7 +306,8 @@ function _M.run(opts, root)
   if not ok then return nil, util.message(res), 1 end
   if not res then return nil, err, 1 end
   say("")
-  say("Done: ", opts.output or "demo/accounts.csv", " holds the sandbox's accounts.")
+  say("Done: ", opts.output or "demo/accounts.csv", " holds the sandbox's accounts, ",
+    (opts.output or "demo/accounts.csv"):gsub("[^/]*$", "") .. "exact.db", " a replica of both divisions.")
   out:write(REAL)
   out:flush()
   return 0

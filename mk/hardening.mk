@@ -90,7 +90,7 @@ memcheck-run: lua54 build/asan/preload.so
 	@echo "== Lua 5.4 specs under valgrind memcheck"
 	$(HARDEN_SPECS) LUA_CPATH='$(CURDIR)/build/lua5.4/?.so;;' LUA_CPATH_5_4='$(CURDIR)/build/lua5.4/?.so;;' \
 	  LD_PRELOAD='$(CURDIR)/build/asan/preload.so' \
-	  $(VALGRIND) lua5.4 /usr/bin/busted $(BUSTED_OUT) $(HARDEN_BUSTED_ARGS) $(MEMCHECK_SPECS)
+	  EXACTONLINE_MEMCHECK=1 $(VALGRIND) lua5.4 /usr/bin/busted $(BUSTED_OUT) $(HARDEN_BUSTED_ARGS) $(MEMCHECK_SPECS)
 	@echo "memcheck: 0 errors, 0 definitely lost"
 
 # ---- libFuzzer ----

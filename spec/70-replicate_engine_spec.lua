@@ -13,7 +13,13 @@ local sbcat = require "exactonline.sandbox.catalog"
 local core = require "exactonline.core"
 local cjson = require "cjson"
 
-local KILLS = tonumber(os.getenv("EXACTONLINE_REPLICATE_KILLS") or "") or 30
+-- Under valgrind (make memcheck) or ASan (make asan) this process runs many times slower: the same
+-- properties are proven on smaller administrations, with fewer kills, and the timing ratio (which compares
+-- waits with CPU work) is left to the plain runs.
+local INSTRUMENTED = os.getenv("EXACTONLINE_MEMCHECK") or os.getenv("EXACTONLINE_ASAN_CPATH")
+local KILLS = tonumber(os.getenv("EXACTONLINE_REPLICATE_KILLS") or "") or (INSTRUMENTED and 6 or 30)
+local SMALL = {}
+for _, name in ipairs(sbcat.sizable()) do SMALL[name] = 20 end
 
 -- the sandbox's entity for one of ours, and which of its views our table holds
 local function sandbox_entity(e)
@@ -173,9 +179,9 @@ for _, backend in ipairs { "SQLite", "PostgreSQL" } do
 
     setup(function()
       math.randomseed(os.time())
-      dir = proc.tempdir()
+      dir = helpers.tmpdir()
       if backend == "PostgreSQL" then pg = postgres.start() end
-      sb = helpers.sandbox { divisions = 3 }
+      sb = helpers.sandbox { divisions = 3, sizes = INSTRUMENTED and SMALL or nil }
       sb:limits { minutely = 100000, daily = 100000 }
       client = authorized(sb)
     end)
@@ -184,7 +190,7 @@ for _, backend in ipairs { "SQLite", "PostgreSQL" } do
       if client then client:close() end
       if sb then sb:stop() end
       if pg then pg:stop() end
-      proc.rm_rf(dir)
+      helpers.rm_rf(dir)
     end)
 
     it("copies the standard set of 3 divisions row for row and type for type, then only what changed", function()
@@ -194,7 +200,7 @@ for _, backend in ipairs { "SQLite", "PostgreSQL" } do
       assert.are.equal("done", s.status)
       assert.are.same(divs, s.order)
       local R = assert(dbmod.open(target))
-      assert.is_true(assert_equal(sb, R, divs, backend == "PostgreSQL") > 3000)
+      assert.is_true(assert_equal(sb, R, divs, backend == "PostgreSQL") > (INSTRUMENTED and 300 or 3000))
       -- every row inserted once, and the summary says so
       local dv = s.divisions[divs[1]]
       assert.are.equal(sb:entity("accounts", { division = divs[1] }).count, dv.entities["crm/Accounts"].inserted)
@@ -264,15 +270,16 @@ end
 
 describe("replicate (kill -9 and many divisions)", function()
   local dir
-  setup(function() dir = proc.tempdir() end)
-  teardown(function() proc.rm_rf(dir) end)
+  setup(function() dir = helpers.tmpdir() end)
+  teardown(function() helpers.rm_rf(dir) end)
 
   it("survives kill -9 of `exactonline replicate` at 30 random moments of a large first run: the rows always "
     .. "agree with their cursors, and the rerun ends equal with no duplicate", function()
-    local sb = helpers.sandbox { divisions = 2, sizes = { transactionlines = 9000, accounts = 2500 } }
+    local sb = helpers.sandbox { divisions = 2, sizes = INSTRUMENTED and { transactionlines = 3000 } or
+      { transactionlines = 9000, accounts = 2500 } }
     -- 3 calls a second per division: a run lasts long enough to be killed anywhere in it
     sb:limits { minutely = 3, window = 1, daily = 100000 }
-    local home = cli.mktemp()
+    local home = helpers.tmpdir()
     local env = cli.env_for(sb, home)
     local res = cli.run(env, { "auth", "--redirect-url", sb:code() })
     assert.are.equal(0, res.code, res.stderr)
@@ -310,10 +317,11 @@ describe("replicate (kill -9 and many divisions)", function()
     assert_equal(sb, R, codes(sb), false)
     R:close()
     sb:stop()
-    cli.sh("rm -rf " .. cli.q(home))
+    helpers.rm_rf(home)
   end)
 
-  it("replicates 8 divisions in at most 1.3 × the time of one, each paced to its own limit, with 0 × 429",
+  local timing = INSTRUMENTED and pending or it
+  timing("replicates 8 divisions in at most 1.3 × the time of one, each paced to its own limit, with 0 × 429",
     function()
     local small = {}
     for _, name in ipairs(sbcat.sizable()) do small[name] = 8 end

@@ -14,9 +14,6 @@ local SKIP = {
     "needs a browser to follow Exact's redirect (spec/40-cli_security_spec.lua runs --listen)",
   ["0 6 * * *  EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… exactonline refresh"] =
     "a crontab line, not a shell command (the command in it runs as `exactonline refresh`)",
-  ["exactonline replicate                                 # the standard set, current division, into exact.db"] =
-    "fails: replicate's catalog selects SalesInvoiceLines.TaxSchedule, which the sandbox does not know "
-    .. "(HTTP 400 'Property 'TaxSchedule' does not exist'); the two catalogs disagree",
   ["exactonline replicate --division all --to postgresql://etl@db/exact"] =
     "needs a PostgreSQL server named db (spec/30-store_postgres_spec.lua and the replicate specs start their own)",
 }

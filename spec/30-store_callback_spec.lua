@@ -14,17 +14,9 @@ local function copy(t)
 end
 
 describe("callback stores", function()
-  local sb, dir
-
-  setup(function()
-    sb = helpers.sandbox {}
-    dir = helpers.tmpdir()
-  end)
-  teardown(function()
-    if sb then sb:stop() end
-    helpers.rm_rf(dir)
-  end)
-  before_each(function() sb:reset() end)
+  local sb = helpers.use_sandbox {}
+  local dir
+  setup(function() dir = helpers.tmpdir() end)
 
   it("a plain table with only load and save carries the chain across clients and a refresh", function()
     local saved, saves = nil, {}

@@ -38,10 +38,6 @@ describe("file store", function()
     path = dir .. "/conf/exactonline/tokens.json"
   end)
 
-  after_each(function()
-    helpers.rm_rf(dir)
-  end)
-
   it("loads nothing from a missing file, then saves and loads a pair with private modes", function()
     local store = exactonline.file_store(path)
     local t, err = store.load()

@@ -21,7 +21,6 @@ describe("postgres store", function()
   teardown(function()
     for _, s in ipairs(stores or {}) do s.close() end
     if pg then pg:stop() end
-    helpers.rm_rf(dir)
   end)
 
   local n = 0

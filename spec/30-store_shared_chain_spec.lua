@@ -73,18 +73,9 @@ local function run_shared(sb, n, store_code, bar)
 end
 
 describe("one refresh chain shared by processes", function()
-  local sb, dir
-
-  setup(function()
-    sb = helpers.sandbox {}
-    sb:limits { minutely = 100000, daily = 100000 }
-    dir = helpers.tmpdir()
-  end)
-
-  teardown(function()
-    if sb then sb:stop() end
-    helpers.rm_rf(dir)
-  end)
+  local sb = helpers.use_sandbox { limits = { minutely = 100000, daily = 100000 } }
+  local dir
+  setup(function() dir = helpers.tmpdir() end)
 
   -- first tokens for a store: the code exchange, by a client using that store
   local function first_tokens(store)
@@ -97,8 +88,6 @@ describe("one refresh chain shared by processes", function()
   end
 
   it("8 processes x 100 requests, one file store, 3 clock jumps: 3 refreshes, no old refresh token", function()
-    sb:reset()
-    sb:limits { minutely = 100000, daily = 100000 }
     local path = dir .. "/file/tokens.json"
     first_tokens(exactonline.file_store(path))
     local before = sb:stats()
@@ -123,8 +112,6 @@ describe("one refresh chain shared by processes", function()
     teardown(function() if pg then pg:stop() end end)
 
     it("4 processes x 100 requests, 3 clock jumps: 3 refreshes, no old refresh token", function()
-      sb:reset()
-      sb:limits { minutely = 100000, daily = 100000 }
       local store = exactonline.stores.postgres { conninfo = pg.conninfo, key = "shared-chain" }
       first_tokens(store)
       local before = sb:stats()

@@ -17,21 +17,11 @@ local function browser(sb, url)
 end
 
 describe("exactonline auth", function()
-  local sb, dir, env
-
-  setup(function()
-    sb = helpers.sandbox {}
-  end)
-  teardown(function()
-    if sb then sb:stop() end
-  end)
+  local sb = helpers.use_sandbox {}
+  local dir, env
   before_each(function()
-    sb:reset()
     dir = helpers.tmpdir()
     env = cli.env_for(sb, dir)
-  end)
-  after_each(function()
-    helpers.sh("rm -rf " .. q(dir))
   end)
 
   it("takes the redirect URL pasted on a terminal, stores the tokens and says who is connected", function()
@@ -187,22 +177,12 @@ describe("exactonline auth", function()
 end)
 
 describe("exactonline token and refresh", function()
-  local sb, dir, env
-
-  setup(function()
-    sb = helpers.sandbox {}
-  end)
-  teardown(function()
-    if sb then sb:stop() end
-  end)
+  local sb = helpers.use_sandbox {}
+  local dir, env
   before_each(function()
-    sb:reset()
     dir = helpers.tmpdir()
     env = cli.env_for(sb, dir)
     assert.are.equal(0, cli.run(env, { "auth", "--redirect-url", sb:code() }).code)
-  end)
-  after_each(function()
-    helpers.sh("rm -rf " .. q(dir))
   end)
 
   local function shift(fields, seconds)
@@ -319,29 +299,23 @@ describe("exactonline auth --listen", function()
     local _, port = probe:getsockname()
     probe:close()
     local redirect_uri = "http://127.0.0.1:" .. port .. "/callback"
-    local sb = helpers.sandbox { redirect_uri = redirect_uri }
-    local dir = helpers.tmpdir()
-    local ok, err = pcall(function()
-      local h = cli.spawn(cli.env_for(sb, dir), { "auth", "--listen", "--timeout", "30" })
-      local url
-      for _ = 1, 200 do
-        url = (helpers.read(h.dir .. "/out") or ""):match("(https://%S+/api/oauth2/auth%?%S+)")
-        if url and (helpers.read(h.dir .. "/out") or ""):find("Waiting", 1, true) then break end
-        helpers.sh("sleep 0.05")
-      end
-      assert.is_string(url)
-      local location = browser(sb, url)
-      assert.are.equal(redirect_uri, location:match("^[^?]+"))
-      -- the browser follows the redirect to the CLI's listener
-      local status, _, body = helpers.http("GET", location, {})
-      assert.are.equal(200, status)
-      assert.matches("close this window", body, 1, true)
-      assert.are.equal(0, h.wait(), h.stderr)
-      assert.matches("Connected as", h.stdout, 1, true)
-      assert.are.equal(1, sb:stats().code_exchanges)
-    end)
-    sb:stop()
-    helpers.sh("rm -rf " .. q(dir))
-    assert(ok, err)
+    local sb = helpers.sandbox { redirect_uri = redirect_uri } -- stopped when the file ends, whatever happens
+    local h = cli.spawn(cli.env_for(sb, helpers.tmpdir()), { "auth", "--listen", "--timeout", "30" })
+    local url
+    for _ = 1, 200 do
+      url = (helpers.read(h.dir .. "/out") or ""):match("(https://%S+/api/oauth2/auth%?%S+)")
+      if url and (helpers.read(h.dir .. "/out") or ""):find("Waiting", 1, true) then break end
+      helpers.sh("sleep 0.05")
+    end
+    assert.is_string(url)
+    local location = browser(sb, url)
+    assert.are.equal(redirect_uri, location:match("^[^?]+"))
+    -- the browser follows the redirect to the CLI's listener
+    local status, _, body = helpers.http("GET", location, {})
+    assert.are.equal(200, status)
+    assert.matches("close this window", body, 1, true)
+    assert.are.equal(0, h.wait(), h.stderr)
+    assert.matches("Connected as", h.stdout, 1, true)
+    assert.are.equal(1, sb:stats().code_exchanges)
   end)
 end)

@@ -3,14 +3,10 @@
 local helpers = require "helpers"
 local cli = require "support.cli_run"
 
-local q = helpers.quote
+local q, sh = helpers.quote, helpers.sh
 
--- `cmd`'s exit code and output (stdout and stderr together)
-local function sh(cmd)
-  local out = helpers.capture("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
-  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
-  return rc, (out:gsub("__rc=%d+%s*$", ""))
-end
+-- from another folder, with no Lua paths from the spec runner
+local AWAY = "cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 "
 
 describe("the exactonline program", function()
   local root = helpers.root
@@ -49,49 +45,38 @@ describe("the exactonline program", function()
     assert.are.equal("exactonline export: unknown option --frob\n(exactonline export --help for more)\n", res.stderr)
   end)
 
+  -- what `cmd --version` prints, having exited 0
+  local function version_from(cmd)
+    local ok, out = sh(cmd .. " --version")
+    assert.is_true(ok, out)
+    return out
+  end
+
   it("runs from a checkout, called by its full path from another folder", function()
-    local rc, out = sh("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 " .. helpers.lua() .. " "
-      .. q(root .. "/bin/exactonline") .. " --version")
-    assert.are.equal(0, rc, out)
-    assert.are.equal("exactonline " .. version .. "\n", out)
-    rc, out = sh("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 "
-      .. q(root .. "/bin/exactonline") .. " --version") -- through its #! line
-    assert.are.equal(0, rc, out)
-    assert.are.equal("exactonline " .. version .. "\n", out)
+    local line = "exactonline " .. version .. "\n"
+    assert.are.equal(line, version_from(AWAY .. helpers.lua() .. " " .. q(root .. "/bin/exactonline")))
+    assert.are.equal(line, version_from(AWAY .. q(root .. "/bin/exactonline"))) -- through its #! line
     local dir = helpers.tmpdir()
-    assert.are.equal(0, (sh("ln -s " .. q(root .. "/bin/exactonline") .. " " .. q(dir .. "/exactonline"))))
-    rc, out = sh("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 "
-      .. q(dir .. "/exactonline") .. " --version") -- through a symlink in ~/bin, say
-    assert.are.equal(0, rc, out)
-    assert.are.equal("exactonline " .. version .. "\n", out)
+    assert.is_true((sh("ln -s " .. q(root .. "/bin/exactonline") .. " " .. q(dir .. "/exactonline"))))
+    assert.are.equal(line, version_from(AWAY .. q(dir .. "/exactonline"))) -- through a symlink in ~/bin, say
   end)
 
   it("make install installs a bin/exactonline that runs from the installed tree alone", function()
-    local dest = helpers.tmpdir()
-    local rc, out = sh("make -s -C " .. q(root) .. " install DESTDIR=" .. q(dest) .. " PREFIX=/usr")
-    assert.are.equal(0, rc, out)
-    local usr = dest .. "/usr"
-    local f = io.open(usr .. "/bin/exactonline")
-    assert.is_not_nil(f, "no bin/exactonline installed")
-    f:close()
+    local usr = assert(helpers.make_install())
+    assert.is_true(helpers.exists(usr .. "/bin/exactonline"), "no bin/exactonline installed")
     assert.is_true(helpers.exists(usr .. "/lib/lua/5.4/exactonline/core.so"))
     assert.is_true(helpers.exists(usr .. "/share/lua/5.4/exactonline/cli/export.lua"))
     -- away from the checkout, with only the installed tree on the paths
-    local env = "cd / && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 XDG_CONFIG_HOME=" .. q(dest .. "/config")
-      .. " LUA_PATH=" .. q(usr .. "/share/lua/5.4/?.lua;" .. usr .. "/share/lua/5.4/?/init.lua;;")
-      .. " LUA_CPATH=" .. q(usr .. "/lib/lua/5.4/?.so;;") .. " "
-    rc, out = sh(env .. q(usr .. "/bin/exactonline") .. " --version")
-    assert.are.equal(0, rc, out)
-    assert.are.equal("exactonline " .. version .. "\n", out)
-    rc, out = sh(env .. "lua5.4 -e " .. q("print(package.searchpath('exactonline.cli.export', package.path))"))
-    assert.are.equal(0, rc, out)
+    local env = "cd / && " .. helpers.installed_env(usr) .. " XDG_CONFIG_HOME=" .. q(helpers.tmpdir()) .. " "
+    assert.are.equal("exactonline " .. version .. "\n", version_from(env .. q(usr .. "/bin/exactonline")))
+    local ok, out = sh(env .. "lua5.4 -e " .. q("print(package.searchpath('exactonline.cli.export', package.path))"))
+    assert.is_true(ok, out)
     assert.are.equal(usr .. "/share/lua/5.4/exactonline/cli/export.lua\n", out)
     -- a real command from the installed files: no tokens yet is exit 2 with what to do
-    rc, out = sh(env .. "EXACT_CLIENT_ID=x EXACT_CLIENT_SECRET=y EXACT_REDIRECT_URI=https://localhost/cb "
+    local _, text, rc = sh(env .. "EXACT_CLIENT_ID=x EXACT_CLIENT_SECRET=y EXACT_REDIRECT_URI=https://localhost/cb "
       .. q(usr .. "/bin/exactonline") .. " token")
-    assert.are.equal(2, rc, out)
-    assert.matches("exactonline auth", out, 1, true)
-    assert.is_nil(out:find("traceback", 1, true), out)
-    sh("rm -rf " .. q(dest))
+    assert.are.equal(2, rc, text)
+    assert.matches("exactonline auth", text, 1, true)
+    assert.is_nil(text:find("traceback", 1, true), text)
   end)
 end)

@@ -33,33 +33,32 @@ describe("exactonline demo", function()
     local base = res.stdout:match("(https://localhost:%d+)")
     assert.is_string(base)
     assert.is_false(helpers.sh("curl -sk -o /dev/null --max-time 2 " .. q(base .. "/api/v1/current/Me")))
-    helpers.sh("rm -rf " .. q(dir))
   end)
 
-  -- the real thing, once (lua5.4 runs it; the luajit pass would only repeat it): make demo in a fresh clone
-  -- of the committed tree, building its own core, with no token or config from this machine
-  if helpers.lua() == "lua5.4" then
-    it("make demo passes in a fresh clone", function()
-      local dir = helpers.tmpdir()
-      local clone = dir .. "/clone"
-      assert.is_true(helpers.sh("git clone -q " .. q(helpers.root) .. " " .. q(clone)))
-      local out = helpers.capture("cd " .. q(clone) .. " && env -u DISPLAY -u WAYLAND_DISPLAY -u EXACT_CLIENT_ID "
-        .. "-u EXACT_TOKEN_FILE -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 HOME=" .. q(dir)
-        .. " XDG_CONFIG_HOME=" .. q(dir .. "/config") .. " make demo 2>&1; echo \"__rc=$?\"")
-      assert.matches("__rc=0%s*$", out)
-      assert.is_true(helpers.exists(clone .. "/build/lua5.4/exactonline/core.so"))
-      assert.matches("Connected as", out, 1, true)
-      assert.matches("%d+ days left", out)
-      assert.matches("export crm/Accounts -o accounts.csv", out, 1, true)
-      local csv = helpers.read(clone .. "/demo/accounts.csv")
-      assert.is_string(csv, "no demo/accounts.csv")
-      assert.matches("^ID,", csv)
-      local n = 0
-      for _ in csv:gmatch("\r\n") do n = n + 1 end
-      assert.is_true(n > 1000, n .. " lines")
-      assert.is_true(helpers.exists(clone .. "/demo/exact.db"), "no demo/exact.db")
-      assert.matches("(10 rows)", out, 1, true)
-      helpers.sh("rm -rf " .. q(dir))
-    end)
-  end
+  -- the real thing, once: make demo in a fresh clone of the committed tree, building its own core, with no
+  -- token or config from this machine
+  it("make demo passes in a fresh clone", function()
+    if helpers.lua() ~= "lua5.4" then
+      pending("make demo runs lua5.4 whichever VM runs busted: the lua5.4 pass covers it")
+    end
+    local dir = helpers.tmpdir()
+    local clone = dir .. "/clone"
+    assert.is_true(helpers.sh("git clone -q " .. q(helpers.root) .. " " .. q(clone)))
+    local ok, out = helpers.sh("cd " .. q(clone) .. " && env -u DISPLAY -u WAYLAND_DISPLAY -u EXACT_CLIENT_ID "
+      .. "-u EXACT_TOKEN_FILE -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 HOME=" .. q(dir)
+      .. " XDG_CONFIG_HOME=" .. q(dir .. "/config") .. " make demo")
+    assert.is_true(ok, out)
+    assert.is_true(helpers.exists(clone .. "/build/lua5.4/exactonline/core.so"))
+    assert.matches("Connected as", out, 1, true)
+    assert.matches("%d+ days left", out)
+    assert.matches("export crm/Accounts -o accounts.csv", out, 1, true)
+    local csv = helpers.read(clone .. "/demo/accounts.csv")
+    assert.is_string(csv, "no demo/accounts.csv")
+    assert.matches("^ID,", csv)
+    local n = 0
+    for _ in csv:gmatch("\r\n") do n = n + 1 end
+    assert.is_true(n > 1000, n .. " lines")
+    assert.is_true(helpers.exists(clone .. "/demo/exact.db"), "no demo/exact.db")
+    assert.matches("(10 rows)", out, 1, true)
+  end)
 end)

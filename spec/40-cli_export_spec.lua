@@ -26,19 +26,14 @@ print(json.dumps({"rows": len(data), "ids": len(ids), "header": header}))
 ]]
 
 describe("exactonline export", function()
-  local sb, dir, env
+  local sb = helpers.use_sandbox { accounts = 10000, limits = { minutely = 100000, daily = 100000 }, reset = false }
+  local dir, env
 
   setup(function()
-    sb = helpers.sandbox { accounts = 10000 }
-    sb:limits { minutely = 100000, daily = 100000 }
     dir = helpers.tmpdir()
     env = cli.env_for(sb, dir)
     local res = cli.run(env, { "auth", "--redirect-url", sb:code() })
     assert.are.equal(0, res.code, res.stderr)
-  end)
-  teardown(function()
-    if sb then sb:stop() end
-    if dir then helpers.sh("rm -rf " .. q(dir)) end
   end)
 
   local function api_calls()

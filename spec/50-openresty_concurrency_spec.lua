@@ -6,31 +6,15 @@ local cjson = require "cjson"
 
 local quote = helpers.quote
 
-local function read_file(path)
-  local f = assert(io.open(path))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function exchange(app, sb)
   local status, _, body = app:get("/exchange?code=" .. helpers.escape(sb:code()))
   assert.equal(200, status, body)
 end
 
 describe("inside nginx, one worker", function()
-  local sb, app
-
-  setup(function()
-    sb = helpers.sandbox{ accounts = 3 }
-    app = ngx_harness.start{ sandbox = sb, workers = 1 }
-    exchange(app, sb)
-  end)
-
-  teardown(function()
-    if app then app:stop() end
-    if sb then sb:stop() end
-  end)
+  local sb = helpers.use_sandbox{ accounts = 3, reset = false }
+  local app = ngx_harness.use{ sandbox = sb, workers = 1 }
+  setup(function() exchange(app, sb) end)
 
   it("answers another request in well under 100 ms while one waits 2 s on a slow Exact answer", function()
     -- warm the cosocket pool so the timed request measures the worker, not a TLS handshake
@@ -54,13 +38,13 @@ describe("inside nginx, one worker", function()
     local code, secs = p:read("*a"):match("(%d+) ([%d.]+)")
     p:close()
     assert.equal("200", code)
-    assert.equal(3, cjson.decode(read_file(dir .. "/fast")).count)
+    assert.equal(3, cjson.decode(helpers.read(dir .. "/fast")).count)
     assert.is_true(tonumber(secs) < 0.1, "the second request took " .. secs .. " s")
 
     -- the slow one still finishes, after its 2 s
     local slow
     for _ = 1, 200 do
-      slow = read_file(slow_out)
+      slow = helpers.read(slow_out) or ""
       if slow:match("%d+ [%d.]+") then break end
       os.execute("sleep 0.05")
     end
@@ -71,19 +55,9 @@ describe("inside nginx, one worker", function()
 end)
 
 describe("inside nginx, two workers", function()
-  local sb, app
-
-  setup(function()
-    sb = helpers.sandbox{ accounts = 3 }
-    sb:limits{ minutely = 100000, daily = 100000 }
-    app = ngx_harness.start{ sandbox = sb, workers = 2 }
-    exchange(app, sb)
-  end)
-
-  teardown(function()
-    if app then app:stop() end
-    if sb then sb:stop() end
-  end)
+  local sb = helpers.use_sandbox{ accounts = 3, reset = false, limits = { minutely = 100000, daily = 100000 } }
+  local app = ngx_harness.use{ sandbox = sb, workers = 2 }
+  setup(function() exchange(app, sb) end)
 
   it("serves 200 concurrent requests across an access-token expiry with exactly one refresh and no 429", function()
     -- both workers hold the current token before it expires
@@ -127,20 +101,13 @@ describe("inside nginx, two workers", function()
 end)
 
 describe("inside nginx, two workers on one minutely budget", function()
-  local sb, app
-
+  local sb = helpers.use_sandbox{ accounts = 3, reset = false }
+  local app = ngx_harness.use{ sandbox = sb, workers = 2, settings = { on_rate_limit = "error" } }
   setup(function()
-    sb = helpers.sandbox{ accounts = 3 }
-    app = ngx_harness.start{ sandbox = sb, workers = 2, settings = { on_rate_limit = "error" } }
     -- Exact's clock to the start of an hour, so the test's hour-long rate window cannot roll over mid-test
     local clock = sb:stats().clock
     sb:advance(3600 - clock % 3600 + 1)
     exchange(app, sb)
-  end)
-
-  teardown(function()
-    if app then app:stop() end
-    if sb then sb:stop() end
   end)
 
   it("stops every worker once the budget is spent, before Exact answers 429", function()

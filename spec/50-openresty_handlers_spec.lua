@@ -5,17 +5,8 @@ local ngx_harness = require "support.nginx"
 local cjson = require "cjson"
 
 describe("inside nginx (2 workers)", function()
-  local sb, app
-
-  setup(function()
-    sb = helpers.sandbox{ accounts = 12 }
-    app = ngx_harness.start{ sandbox = sb, workers = 2 }
-  end)
-
-  teardown(function()
-    if app then app:stop() end
-    if sb then sb:stop() end
-  end)
+  local sb = helpers.use_sandbox{ accounts = 12, reset = false }
+  local app = ngx_harness.use{ sandbox = sb, workers = 2 }
 
   local function call(path)
     local status, _, body = app:get(path)
@@ -71,17 +62,8 @@ describe("inside nginx (2 workers)", function()
 end)
 
 describe("the shared-dict store inside nginx", function()
-  local sb, app
-
-  setup(function()
-    sb = helpers.sandbox{ accounts = 1 }
-    app = ngx_harness.start{ sandbox = sb, workers = 1 }
-  end)
-
-  teardown(function()
-    if app then app:stop() end
-    if sb then sb:stop() end
-  end)
+  local sb = helpers.use_sandbox{ accounts = 1, reset = false }
+  local app = ngx_harness.use{ sandbox = sb, workers = 1 }
 
   it("never saves an older chain over a newer one, and its lock times out clearly and is unlocked only by its holder",
     function()
@@ -107,18 +89,9 @@ describe("the shared-dict store inside nginx", function()
 end)
 
 describe("inside nginx, TLS", function()
-  local sb, app
-
-  setup(function()
-    sb = helpers.sandbox{ accounts = 1 }
-    -- the system's CAs, which do not include the sandbox's own CA
-    app = ngx_harness.start{ sandbox = sb, workers = 1, trusted = "/etc/ssl/certs/ca-certificates.crt" }
-  end)
-
-  teardown(function()
-    if app then app:stop() end
-    if sb then sb:stop() end
-  end)
+  local sb = helpers.use_sandbox{ accounts = 1, reset = false }
+  -- the system's CAs, which do not include the sandbox's own CA
+  local app = ngx_harness.use{ sandbox = sb, workers = 1, trusted = "/etc/ssl/certs/ca-certificates.crt" }
 
   it("refuses a server that lua_ssl_trusted_certificate does not vouch for, with a tls error and no token call",
     function()

@@ -5,25 +5,13 @@ local ngx_harness = require "support.nginx"
 local cjson = require "cjson"
 
 local function file_tokens(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local doc = cjson.decode(f:read("*a"))
-  f:close()
-  return doc.tokens
+  local text = helpers.read(path)
+  return text and cjson.decode(text).tokens
 end
 
 describe("inside nginx with the shared dict written through to the file store", function()
-  local sb, app
-
-  setup(function()
-    sb = helpers.sandbox{ accounts = 4 }
-    app = ngx_harness.start{ sandbox = sb, workers = 2, settings = { write_through = true } }
-  end)
-
-  teardown(function()
-    if app then app:stop() end
-    if sb then sb:stop() end
-  end)
+  local sb = helpers.use_sandbox{ accounts = 4, reset = false }
+  local app = ngx_harness.use{ sandbox = sb, workers = 2, settings = { write_through = true } }
 
   local function accounts()
     local status, _, body = app:get("/accounts")

@@ -10,7 +10,8 @@ local secrets = require "support.secrets"
 local SECRET = "hardening-secret-Zq81xT4w"
 
 describe("hardening: secrets never leak", function()
-  local sb, seen, offset
+  local sb = helpers.use_sandbox { client_secret = SECRET, accounts = 5 }
+  local seen, offset
 
   local function clock() return core.now() + offset end
   local function remember(store)
@@ -22,15 +23,10 @@ describe("hardening: secrets never leak", function()
   end
 
   setup(function()
-    sb = helpers.sandbox { client_secret = SECRET, accounts = 5 }
     seen = secrets.new()
     seen:secret(SECRET)
   end)
-  teardown(function()
-    if sb then sb:stop() end
-  end)
   before_each(function()
-    sb:reset()
     offset = 0
   end)
 
@@ -109,7 +105,6 @@ describe("hardening: secrets never leak", function()
     env.EXACT_CLIENT_SECRET = SECRET .. "-wrong2"
     seen:secret(env.EXACT_CLIENT_SECRET)
     run({ "auth" }, { stdin = sb:code() .. "\n" })
-    helpers.sh("rm -rf " .. helpers.quote(dir))
     assert.same({}, seen:leaks())
   end)
 end)

@@ -78,7 +78,6 @@ for _, backend in ipairs(backends()) do
     teardown(function()
       if R then R:close() end
       if pg then pg:stop() end
-      helpers.rm_rf(dir)
     end)
 
     it("makes one table per entity with Exact's fields in lower case, typed per Edm type", function()
@@ -388,7 +387,6 @@ end
 describe("replica database (SQLite) failures", function()
   local dir
   setup(function() dir = helpers.tmpdir() end)
-  teardown(function() helpers.rm_rf(dir) end)
 
   it("reports a locked database (another program's open write transaction) by name, after its busy timeout",
     function()

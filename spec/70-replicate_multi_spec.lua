@@ -6,17 +6,16 @@ local multi = require "exactonline.transport.multi"
 local client_mod = require "exactonline.client"
 
 describe("multi transport and scheduler", function()
-  local sb, client
+  local sb = helpers.use_sandbox { accounts = 300, reset = false }
+  local client
 
   setup(function()
-    sb = helpers.sandbox { accounts = 300 }
     client = assert(exactonline.new(sb:client_config {}))
     assert(client:exchange(sb:code()))
   end)
 
   teardown(function()
     if client then client:close() end
-    if sb then sb:stop() end
   end)
 
   before_each(function()

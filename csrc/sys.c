@@ -122,6 +122,30 @@ static int l_random(lua_State *L) {
     return 1;
 }
 
+/* core.truncate(path, size) --> true | nil, err: cut an export's temp file back to its last whole page
+ * (a resumed export continues from there); never through a link, only a regular file of ours. */
+static int l_truncate(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer size = luaL_checkinteger(L, 2);
+    struct stat st;
+    int fd;
+    luaL_argcheck(L, size >= 0, 2, "a size in bytes");
+    fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return fail(L, errno, "cannot open", path);
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (lua_Integer)st.st_size < size) {
+        close(fd);
+        return fail(L, EINVAL, "refusing to cut back (not a regular file of this user, or shorter)", path);
+    }
+    if (ftruncate(fd, (off_t)size) < 0) {
+        int e = errno;
+        close(fd);
+        return fail(L, e, "cannot cut back", path);
+    }
+    close(fd);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- exactonline.File: a file we created ourselves (the export's temp file) ----
  * Lua's io.open cannot say O_EXCL|O_NOFOLLOW nor the mode, so this is the one write path of it. */
 typedef struct {
@@ -385,11 +409,14 @@ static int l_signalled(lua_State *L) {
 
 void eo_open_sys(lua_State *L) {
     static const luaL_Reg fns[] = {
-        {"realpath", l_realpath}, {"getpid", l_getpid},           {"getppid", l_getppid},
-        {"geteuid", l_geteuid},   {"isatty", l_isatty},           {"stat", l_stat},
-        {"mkdtemp", l_mkdtemp},   {"random", l_random},           {"create_file", l_create_file},
-        {"append_file", l_append_file}, {"clean_partials", l_clean_partials}, {"spawn", l_spawn},       {"trap_signals", l_trap_signals},
-        {"signalled", l_signalled}, {NULL, NULL}};
+        {"realpath", l_realpath},       {"getpid", l_getpid},
+        {"getppid", l_getppid},         {"geteuid", l_geteuid},
+        {"isatty", l_isatty},           {"stat", l_stat},
+        {"mkdtemp", l_mkdtemp},         {"random", l_random},
+        {"truncate", l_truncate},       {"create_file", l_create_file},
+        {"append_file", l_append_file}, {"clean_partials", l_clean_partials},
+        {"spawn", l_spawn},             {"trap_signals", l_trap_signals},
+        {"signalled", l_signalled},     {NULL, NULL}};
     static const luaL_Reg file_methods[] = {
         {"write", file_write}, {"flush", file_flush}, {"close", file_close}, {NULL, NULL}};
     if (luaL_newmetatable(L, FILE_MT)) {

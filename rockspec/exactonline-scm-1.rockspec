@@ -32,6 +32,7 @@ build = {
     ["exactonline.cli.progress"] = "lua/exactonline/cli/progress.lua",
     ["exactonline.cli.refresh"] = "lua/exactonline/cli/refresh.lua",
     ["exactonline.cli.replicate"] = "lua/exactonline/cli/replicate.lua",
+    ["exactonline.cli.resume"] = "lua/exactonline/cli/resume.lua",
     ["exactonline.cli.sandbox"] = "lua/exactonline/cli/sandbox.lua",
     ["exactonline.cli.sync"] = "lua/exactonline/cli/sync.lua",
     ["exactonline.cli.token"] = "lua/exactonline/cli/token.lua",

@@ -14,6 +14,8 @@ local SKIP = {
     "needs a browser to follow Exact's redirect (spec/40-cli_security_spec.lua runs --listen)",
   ["0 6 * * *  EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… exactonline refresh"] =
     "a crontab line, not a shell command (the command in it runs as `exactonline refresh`)",
+  ["exactonline export financialtransaction/TransactionLines -o lines.jsonl --resume   # after exit 3"] =
+    "continues an export that stopped part-way (spec/40-cli_resume_spec.lua stops and resumes them)",
   ["exactonline replicate --division all --to postgresql://etl@db/exact"] =
     "needs a PostgreSQL server named db (spec/30-store_postgres_spec.lua and the replicate specs start their own)",
 }

@@ -298,8 +298,9 @@ function methods:delete(path)
   return unwrap(res)
 end
 
---- for rows in client:pages(path, query) do … end: one page (array of rows) at a time, following
--- __next; raises the error object when a page fails.
+--- for rows, next_link in client:pages(path, query) do … end: one page (array of rows) at a time, following
+-- __next (next_link: the page after this one, nil on the last; pages(next_link) continues from there);
+-- raises the error object when a page fails.
 function methods:pages(path, query)
   state_of(self)
   local nxt, q = path, query
@@ -315,8 +316,8 @@ function methods:pages(path, query)
     local d = type(res.data) == "table" and res.data.d
     if type(d) ~= "table" then return {} end
     if type(d.__next) == "string" and d.__next ~= "" then nxt = d.__next end
-    if d.results == nil then return { d } end
-    return d.results
+    if d.results == nil then return { d }, nxt end
+    return d.results, nxt
   end
 end
 

@@ -1,12 +1,15 @@
 --- exactonline export PATH: every row of an entity to CSV or JSON Lines, through the bulk endpoint when
 -- the entity has one (1000 rows per call instead of 60). Temp file + rename: a failed export leaves no file.
-local io, ipairs, pcall, require, tostring, type = io, ipairs, pcall, require, tostring, type
+local assert, error, io, ipairs, os, pcall, require, select, tostring, type =
+  assert, error, io, ipairs, os, pcall, require, select, tostring, type
 
 local util = require "exactonline.cli.util"
 local format = require "exactonline.cli.format"
 local progress = require "exactonline.cli.progress"
 local config = require "exactonline.cli.config"
 local parser = require "exactonline.cli.parser"
+local resume = require "exactonline.cli.resume"
+local core = require "exactonline.core"
 
 local _M = {}
 
@@ -60,6 +63,7 @@ function _M.add_output_options(c, o)
   parser.flag(c, "--csv-safe", "prefix CSV text starting with = + - @ with ' (no formulas in spreadsheets)")
   parser.flag(c, "--progress", "force the progress line")
   parser.flag(c, "--no-progress", "no progress output")
+  parser.flag(c, "--resume", "continue a stopped run from FILE.resume (with the options it was started with)")
 end
 
 function _M.add_to_parser(root)
@@ -68,13 +72,16 @@ function _M.add_to_parser(root)
     usage = "PATH [--format csv|jsonl] [--select FIELDS] [--filter EXPR] [-o FILE] [options]",
     description = "Stream every row of an entity to CSV (RFC 4180, UTF-8, CRLF) or JSON Lines. Uses the bulk\n"
       .. "endpoint when the entity has one (1000 rows per call instead of 60). With -o, rows go to a temp\n"
-      .. "file renamed onto FILE on success: a failed or interrupted export leaves no file and exits non-zero.",
+      .. "file renamed onto FILE on success. An export that stops part-way (the daily limit, a failure, Ctrl-C,\n"
+      .. "SIGTERM) keeps its rows in FILE.partial and where it was in FILE.resume, prints the command that\n"
+      .. "continues (--resume), and exits 3 (130 after Ctrl-C, 143 after SIGTERM); FILE is not written.",
     examples = {
       "exactonline export crm/Accounts -o accounts.csv",
       "exactonline export crm/Accounts --select ID,Code,Name,City --iso-dates -o accounts.csv",
       "exactonline export crm/Accounts --select ID,Name --csv-safe -o accounts.csv",
       "exactonline export salesinvoice/SalesInvoices --filter \"InvoiceDate ge datetime'2026-01-01'\" -f jsonl",
       "exactonline export financialtransaction/TransactionLines -o lines.jsonl",
+      "exactonline export financialtransaction/TransactionLines -o lines.jsonl --resume   # after exit 3",
     },
   })
   parser.argument(c, "PATH", "the entity, e.g. crm/Accounts")
@@ -122,8 +129,19 @@ local function probe_select(client, path)
   return table.concat(cols, ",")
 end
 
---- Stream rows of `endpoint` into a writer. opts: format, output (or out: an util.atomic_output already
--- open), select, iso_dates, csv_safe, label, tty, quiet, on_row --> { rows, pages } | nil, message, exit code
+-- What a failure raised, as the words to print and the exit code of a stop.
+local function stop_reason(err)
+  if type(err) == "table" and err.signal then
+    return "stopped by " .. err.signal, err.signal == "SIGHUP" and 129 or 143
+  end
+  if type(err) == "string" and err:match("interrupted!?$") then return "interrupted", 130 end
+  return util.message(err), nil
+end
+
+--- Stream rows of `endpoint` into a writer.
+-- opts: format, output (or out: an output already open), select, iso_dates, csv_safe, label, tty, quiet,
+-- on_row, and for a resumable file: command (the name), path, argv, state_extra() (more to keep),
+-- resume (the state of a stopped run: continue from its link). --> { rows, pages } | nil, message, exit code
 function _M.stream(client, endpoint, query, opts)
   local out = opts.out
   if not out then
@@ -131,49 +149,93 @@ function _M.stream(client, endpoint, query, opts)
     out, oerr = util.atomic_output(opts.output)
     if not out then return nil, oerr, 1 end
   end
+  local resumed = opts.resume
+  local wopts = { select = opts.select, iso_dates = opts.iso_dates, csv_safe = opts.csv_safe }
+  local bytes = 0
+  if resumed then
+    wopts.columns, wopts.rows, bytes = resumed.columns, resumed.rows, resumed.bytes
+  end
+  -- the writer writes through a counter: the state says how many bytes the whole pages take
+  local sink = { write = function(_, ...)
+    for i = 1, select("#", ...) do bytes = bytes + #select(i, ...) end
+    return out.file:write(...)
+  end }
   local writer
   if opts.format == "jsonl" then
-    writer = format.jsonl_writer(out.file, opts)
+    writer = format.jsonl_writer(sink, wopts)
   else
-    writer = format.csv_writer(out.file, opts)
+    writer = format.csv_writer(sink, wopts)
   end
   local prog
   if not opts.quiet then
     prog = progress.new {
       label = opts.label, tty = opts.tty,
       limits = function() return client:rate_limits() end,
+      rows = resumed and resumed.rows, pages = resumed and resumed.pages,
     }
   end
-  local pages = 0
+  local resumable = opts.output and opts.output ~= "-" and opts.command
+  if resumable then core.trap_signals() end
+  local pages, pages_before = 0, resumed and tonumber(resumed.pages) or 0
+  local start, q = endpoint, query
+  if resumed then start, q = resumed.next, nil end
   local ok, err = pcall(function()
-    for page in client:pages(endpoint, query) do
+    for page, next_link in client:pages(start, q) do
       for _, row in ipairs(page) do
         writer:row(row)
         if opts.on_row then opts.on_row(row) end
       end
       pages = pages + 1
       if prog then prog:page(#page) end
+      if resumable and next_link then
+        -- the page's rows reach the file before the state that counts them
+        assert(out.file:flush())
+        local extra = opts.state_extra and opts.state_extra() or nil
+        assert(resume.save(opts.output, {
+          command = opts.command, path = opts.path, endpoint = endpoint, next = next_link,
+          partial = out.tmp, bytes = bytes, rows = writer.rows, pages = pages_before + pages, columns = writer.cols,
+          format = opts.format, select = opts.select, iso_dates = opts.iso_dates or false,
+          csv_safe = opts.csv_safe or false, extra = extra,
+        }))
+      end
+      local sig = resumable and core.signalled()
+      if sig then error({ signal = sig }, 0) end
     end
     writer:finish()
   end)
   if not ok then
-    out.abort()
     if prog then prog:abort() end
-    if type(err) == "string" and err:match("interrupted!?$") then
+    local reason, code = stop_reason(err)
+    -- a state that counts this output's whole pages (written after any page, even if the stop came at
+    -- once after it): keep the rows so far where --resume finds them
+    local st = resumable and resume.load(opts.output)
+    if st and st.partial == out.tmp then
+      out.file:close()
+      local kept = resume.kept(opts.output)
+      if out.tmp ~= kept and os.rename(out.tmp, kept) then
+        st.partial = kept
+        resume.save(opts.output, st)
+      end
+      return nil, resume.stopped(reason, opts.output, st.rows, opts.argv, code)
+    end
+    out.abort()
+    if code == 130 then
       return nil, "interrupted; " .. (opts.output and (opts.output .. " was not written") or "output incomplete"), 130
     end
-    return nil, util.message(err) .. (opts.output and ("\n" .. opts.output .. " was not written") or ""), 1
+    return nil, reason .. (opts.output and ("\n" .. opts.output .. " was not written") or ""), code or 1
   end
   local cok, cerr = out.commit()
   if not cok then
     if prog then prog:abort() end
     return nil, cerr, 1
   end
+  if resumable then resume.forget(opts.output) end
   if prog then prog:done() end
   return { rows = writer.rows, pages = pages }
 end
 
 function _M.run(args)
+  if args.resume then return _M.continue(args) end
   local fmt, ferr = output_format(args)
   if not fmt then return nil, ferr, 2 end
   local query, qerr = _M.query(args)
@@ -205,7 +267,7 @@ function _M.run(args)
   local res, err, ecode = _M.stream(client, endpoint, query, {
     out = out, format = fmt, output = args.output, select = query["$select"], iso_dates = args.iso_dates,
     csv_safe = args.csv_safe, label = "export " .. endpoint, tty = args.progress or progress.stderr_is_tty(),
-    quiet = args.no_progress,
+    quiet = args.no_progress, command = "export", path = path, argv = args._argv,
   })
   client:close()
   if not res then return nil, err, ecode end
@@ -213,6 +275,35 @@ function _M.run(args)
     io.stderr:write(("exported %s to %s (%s%s)\n"):format(util.count(res.rows, "row"), args.output,
       util.count(res.pages, "page"), endpoint ~= path and (", bulk endpoint " .. endpoint) or ""))
   end
+  return 0
+end
+
+--- export --resume: continue a stopped export from its state, with the options it was started with.
+function _M.continue(args)
+  if not args.output or args.output == "-" then return nil, "--resume needs -o FILE (the state is beside it)", 2 end
+  local st, serr = resume.load(args.output)
+  if not st then return nil, serr, 1 end
+  if st.command ~= "export" or st.path ~= args.path then
+    return nil, resume.sidecar(args.output) .. " continues `exactonline " .. tostring(st.command) .. " "
+      .. tostring(st.path) .. " -o " .. args.output .. "`, not this export", 2
+  end
+  local out, oerr = resume.output(args.output, st)
+  if not out then return nil, oerr, 1 end
+  local client, s, code = config.connect(args)
+  if not client then
+    out.abort()
+    return nil, s, code
+  end
+  local res, err, ecode = _M.stream(client, st.endpoint, nil, {
+    out = out, resume = st, format = st.format, output = args.output, select = st.select,
+    iso_dates = st.iso_dates, csv_safe = st.csv_safe, label = "export " .. st.endpoint,
+    tty = args.progress or progress.stderr_is_tty(), quiet = args.no_progress,
+    command = "export", path = st.path, argv = args._argv,
+  })
+  client:close()
+  if not res then return nil, err, ecode end
+  io.stderr:write(("exported %s to %s (%s more, resumed)\n"):format(util.count(res.rows, "row"), args.output,
+    util.count(res.pages, "page")))
   return 0
 end
 

@@ -80,10 +80,11 @@ function _M.csv_record(values, opts)
   return concat(out, ",") .. "\r\n"
 end
 
---- A CSV writer: w:row(t) writes the header before the first row.
+--- A CSV writer: w:row(t) writes the header before the first row. A resumed export passes the columns
+-- (opts.columns: the header is written already) and the rows so far (opts.rows).
 function _M.csv_writer(file, opts)
   opts = opts or {}
-  local w = { rows = 0 }
+  local w = { rows = opts.rows or 0, cols = opts.columns }
   function w.row(_, row)
     if not w.cols then
       w.cols = _M.columns(opts.select, row)
@@ -121,7 +122,7 @@ end
 --- A JSON Lines writer: one row per line.
 function _M.jsonl_writer(file, opts)
   opts = opts or {}
-  local w = { rows = 0 }
+  local w = { rows = opts.rows or 0 }
   function w.row(_, row)
     local r = {}
     for k, v in pairs(row) do

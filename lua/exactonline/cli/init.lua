@@ -121,6 +121,7 @@ function _M.main(argv, root)
   end
   -- Failures print as one line (tostring of the error object); EXACTONLINE_DEBUG=1 adds a traceback.
   local debug_on = os.getenv("EXACTONLINE_DEBUG")
+  args._argv = argv -- for the command that continues a stopped export
   local ok, code, msg, ecode = xpcall(function() return modules[name].run(args, root) end, function(e)
     if debug_on and debug_on ~= "" and debug_on ~= "0" then return traceback(tostring(e), 2) end
     return e

@@ -24,16 +24,18 @@ local function left(limits)
   return format(", calls left %s this minute, %s today", m and format("%d", m) or "?", d and format("%d", d) or "?")
 end
 
---- new{ label = "export crm/Accounts", tty = bool, out = io.stderr, limits = function() … end }
+--- new{ label = "export crm/Accounts", tty = bool, out = io.stderr, limits = function() … end,
+--       rows = N, pages = N (a resumed export's so far) }
 function _M.new(opts)
   local p = {
     label = opts.label or "export", tty = opts.tty, out = opts.out or io.stderr,
-    limits = opts.limits, rows = 0, pages = 0, started = clock(),
+    limits = opts.limits, rows = opts.rows or 0, pages = opts.pages or 0, started = clock(),
   }
+  p.first_rows = p.rows
 
   local function line()
     local elapsed = clock() - p.started
-    local rate = elapsed > 0 and floor(p.rows / elapsed + 0.5) or p.rows
+    local rate = elapsed > 0 and floor((p.rows - p.first_rows) / elapsed + 0.5) or (p.rows - p.first_rows)
     local lim = p.limits and p.limits() or nil
     return format("%s: %d rows, %d %s, %d rows/s%s", p.label, p.rows, p.pages, p.pages == 1 and "page" or "pages",
       rate, left(lim))

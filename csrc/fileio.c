@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,40 @@ static int fail_errno(lua_State *L, int e, const char *what, const char *path) {
     eo_fail(L, "store", 0, code, msg, NULL, errno_hint(e));
     lua_remove(L, -3);
     return 2;
+}
+
+/* Push the name of user uid ("nobody"), or "uid N" when it has none. */
+static const char *push_user(lua_State *L, uid_t uid) {
+    struct passwd pw, *found = NULL;
+    char buf[2048];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found && found->pw_name[0])
+        lua_pushstring(L, found->pw_name);
+    else
+        lua_pushfstring(L, "uid %d", (int)uid);
+    return lua_tostring(L, -1);
+}
+
+/* nil, err: path belongs to another user. A file someone else owns could be swapped or read by them,
+ * and a file this user cannot replace would break the next refresh: say whose it is and what to do. */
+static int fail_owner(lua_State *L, const char *path, const char *what, uid_t owner) {
+    int base = lua_gettop(L);
+    const char *them = push_user(L, owner), *me = push_user(L, geteuid());
+    lua_pushfstring(L, "%s %s is owned by %s, not by %s (the user this process runs as); refusing to use it",
+                    what, path, them, me);
+    lua_pushfstring(L, "chown %s %s (or run this as %s)", me, path, them);
+    eo_fail(L, "store", 0, "owner", lua_tostring(L, -2), NULL, lua_tostring(L, -1));
+    lua_insert(L, base + 1); /* err */
+    lua_insert(L, base + 1); /* nil, err */
+    lua_settop(L, base + 2);
+    return 2;
+}
+
+/* After open(path) failed with e: an owner error when the file is someone else's, else errno's. */
+static int fail_open(lua_State *L, int e, const char *what, const char *path, const char *noun) {
+    struct stat st;
+    if ((e == EACCES || e == EPERM) && lstat(path, &st) == 0 && st.st_uid != geteuid())
+        return fail_owner(L, path, noun, st.st_uid);
+    return fail_errno(L, e, what, path);
 }
 
 static int fsync_dir_of(const char *path) {
@@ -170,7 +205,7 @@ static int l_read_private(lua_State *L) {
             return 1;
         }
         if (e == EISDIR) goto isdir;
-        return fail_errno(L, e, "cannot read", path);
+        return fail_open(L, e, "cannot read", path, "the token file");
     }
     if (fstat(fd, &st) < 0) {
         int e = errno;
@@ -186,6 +221,10 @@ static int l_read_private(lua_State *L) {
         lua_pushfstring(L, "%s is not a regular file", path);
         return eo_fail(L, "store", 0, "not_a_file", lua_tostring(L, -1), NULL,
                        "point the store at a regular file (it will be created when missing)");
+    }
+    if (st.st_uid != geteuid()) {
+        close(fd);
+        return fail_owner(L, path, "the token file", st.st_uid);
     }
     if (st.st_mode & 077) {
         char mode[8];
@@ -277,8 +316,25 @@ static int l_flock(lua_State *L) {
     lk->fd = -1; /* "released" first, so __gc copes with a half-built lock */
     luaL_getmetatable(L, LOCK_MT);
     lua_setmetatable(L, -2);
-    lk->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (lk->fd < 0) return fail_errno(L, errno, "cannot open the lock file", path);
+    lk->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    if (lk->fd < 0) return fail_open(L, errno, "cannot open the lock file", path, "the lock file");
+    {
+        /* someone else's lock file could be held (or removed) by them at will */
+        struct stat st;
+        int bad = fstat(lk->fd, &st) < 0 ? errno : 0;
+        if (!bad && !S_ISREG(st.st_mode)) bad = EINVAL;
+        if (bad || st.st_uid != geteuid()) {
+            close(lk->fd);
+            lk->fd = -1;
+            if (bad == EINVAL) {
+                lua_pushfstring(L, "the lock file %s is not a regular file", path);
+                return eo_fail(L, "store", 0, "not_a_file", lua_tostring(L, -1), NULL,
+                               "remove it; the store creates the lock file itself");
+            }
+            if (bad) return fail_errno(L, bad, "cannot open the lock file", path);
+            return fail_owner(L, path, "the lock file", st.st_uid);
+        }
+    }
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
         double waited;
@@ -301,6 +357,23 @@ static int l_flock(lua_State *L) {
     return eo_fail(L, "store", 0, "lock_timeout", lua_tostring(L, -1), NULL,
                    "another process is refreshing the tokens or hangs while holding the lock; "
                    "retry, or find the process with: fuser -v <lock file>");
+}
+
+/* core.writable(folder) --> true | nil, err: may this process (its effective user) create files in it? */
+static int l_writable(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS) < 0)
+        return fail_errno(L, errno, "cannot write in the folder", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.user_name([uid]) --> "name" (or "uid N"): the effective user by default. */
+static int l_user_name(lua_State *L) {
+    lua_Integer uid = luaL_optinteger(L, 1, (lua_Integer)geteuid());
+    luaL_argcheck(L, uid >= 0 && uid <= (lua_Integer)0x7fffffff, 1, "a user id");
+    push_user(L, (uid_t)uid);
+    return 1;
 }
 
 /* Is name ".<base>.tmp.<pid>.<hex>"? Sets *pid. */
@@ -349,7 +422,8 @@ static int l_clean_temps(lua_State *L) {
 void eo_open_fileio(lua_State *L) {
     static const luaL_Reg fns[] = {{"atomic_write", l_atomic_write}, {"read_private", l_read_private},
                                    {"mkdir_p", l_mkdir_p},           {"flock", l_flock},
-                                   {"clean_temps", l_clean_temps},   {NULL, NULL}};
+                                   {"clean_temps", l_clean_temps},   {"writable", l_writable},
+                                   {"user_name", l_user_name},       {NULL, NULL}};
     static const luaL_Reg lock_methods[] = {{"unlock", lock_release}, {"held", lock_held}, {NULL, NULL}};
     if (luaL_newmetatable(L, LOCK_MT)) {
         eo_newlib(L, lock_methods);

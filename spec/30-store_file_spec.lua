@@ -361,3 +361,174 @@ describe("file store", function()
     end)
   end)
 end)
+
+describe("file store: whose folder and files (issue 17, issue 18)", function()
+  local dir, tokens_dir, path
+
+  before_each(function()
+    dir = helpers.tmpdir()
+    tokens_dir = dir .. "/app"
+    path = tokens_dir .. "/tokens.json"
+  end)
+
+  after_each(function()
+    helpers.rm_rf(dir)
+  end)
+
+  local function owner_of(p)
+    local ok, out = helpers.sh("stat -c %U " .. q(p))
+    assert(ok, out)
+    return out:match("%S+")
+  end
+
+  -- run a store script as another real user (nobody): the script lives where that user can read it
+  local function as_nobody(code)
+    local scripts = helpers.tmpdir()
+    helpers.sh("chmod 755 " .. q(scripts))
+    local script = scripts .. "/child.lua"
+    helpers.write(script, "local fs = require('exactonline.file_store')\n" .. code)
+    helpers.sh("chmod 644 " .. q(script))
+    local ok, out = helpers.sh("runuser -u nobody -- " .. helpers.lua() .. " " .. q(script))
+    return ok, out
+  end
+
+  local function needs_root()
+    if not helpers.is_root() then
+      pending("needs root to make files owned by another user (runuser -u nobody)")
+      return true
+    end
+  end
+
+  it("refuses a token file another user owns, and overwrites nothing", function()
+    if needs_root() then return end
+    assert.is_true(file_store.new(path).save(pair(1)))
+    helpers.sh("chown nobody " .. q(path))
+    local before = helpers.read(path)
+    local store = file_store.new(path)
+    local t, err = store.load()
+    assert.is_nil(t)
+    assert.are.equal("owner", err.code)
+    assert.matches(path .. " is owned by nobody", tostring(err), 1, true)
+    assert.matches("chown root " .. path, tostring(err), 1, true)
+    local ok, serr = store.save(pair(2))
+    assert.is_nil(ok)
+    assert.are.equal("owner", serr.code)
+    assert.are.equal(before, helpers.read(path))
+    assert.are.equal("nobody", owner_of(path))
+  end)
+
+  it("refuses a lock file another user owns (they could hold it forever)", function()
+    if needs_root() then return end
+    local store = file_store.new(path)
+    assert.is_true(store.save(pair(1)))
+    helpers.sh("chown nobody " .. q(path .. ".lock"))
+    local fresh = file_store.new(path)
+    local ok, err = fresh.lock(1)
+    assert.is_nil(ok)
+    assert.are.equal("owner", err.code)
+    assert.matches("chown root " .. path .. ".lock", tostring(err), 1, true)
+    assert.is_nil((fresh.save(pair(2))))
+    assert.is_nil((fresh.load()))
+    helpers.sh("chown root " .. q(path .. ".lock"))
+    assert.are.same(pair(1), fresh.load())
+    assert.is_true(fresh.lock(1))
+    fresh.unlock()
+  end)
+
+  it("refuses a folder every user may write (also with the sticky bit), and writes nothing there", function()
+    for _, mode in ipairs { "777", "1777", "703" } do
+      helpers.sh("mkdir -p " .. q(tokens_dir) .. " && chmod " .. mode .. " " .. q(tokens_dir))
+      local store = file_store.new(path)
+      local t, err = store.load()
+      assert.is_nil(t)
+      assert.are.equal("folder_mode", err.code, mode)
+      assert.matches("can be written by every user", tostring(err), 1, true)
+      local ok, serr = store.save(pair(1))
+      assert.is_nil(ok)
+      assert.are.equal("folder_mode", serr.code)
+      assert.is_nil((store.lock(1)))
+      assert.are.equal("", (select(2, helpers.sh("ls -A " .. q(tokens_dir)))))
+    end
+  end)
+
+  it("refuses a folder that is a symbolic link, naming the real one", function()
+    helpers.sh("mkdir -m 700 " .. q(dir .. "/real") .. " && ln -s real " .. q(tokens_dir))
+    local store = file_store.new(path)
+    local t, err = store.load()
+    assert.is_nil(t)
+    assert.are.equal("folder_link", err.code)
+    assert.matches("is a symbolic link to " .. dir .. "/real", tostring(err), 1, true)
+    assert.matches(dir .. "/real/tokens.json", tostring(err), 1, true)
+    assert.is_nil((store.save(pair(1))))
+    assert.are.equal("", (select(2, helpers.sh("ls -A " .. q(dir .. "/real")))))
+    -- the real path works
+    assert.is_true(file_store.new(dir .. "/real/tokens.json").save(pair(1)))
+  end)
+
+  it("set up by root, used by nobody: the first load says exactly what to chown, and that works", function()
+    if needs_root() then return end
+    -- as `exactonline auth --token-file` run by root leaves it: folder 0700, file, lock file, all root's
+    assert.is_true(file_store.new(path).save(pair(1)))
+    helpers.sh("chmod 711 " .. q(dir))
+    local ok, out = as_nobody(([[
+      local s = fs.new(%q)
+      local t, err = s.load()
+      io.write(tostring(t), "|", err and err.code or "", "|", tostring(err))
+    ]]):format(path))
+    assert.is_true(ok, out)
+    local res, code = out:match("^(%w+)|(%w*)|")
+    assert.are.equal("nil", res, out)
+    assert.are.equal("EACCES", code, out)
+    assert.matches("nobody (the user this process runs as) cannot keep its tokens here", out, 1, true)
+    -- the advice, run as given, is all it takes
+    local chown = out:match("(chown [^\n(]-) %(or run this as root%)")
+    assert.are.equal("chown -R nobody " .. tokens_dir, chown, out)
+    assert(helpers.sh(chown))
+    ok, out = as_nobody(([[
+      local s = fs.new(%q)
+      local t = assert(s.load())
+      assert(s.lock(5))
+      assert(s.save({ access_token = "A2", refresh_token = "R2", expires_at = 1602, obtained_at = 1002,
+                      refresh_obtained_at = 1002 }))
+      s.unlock()
+      io.write(t.refresh_token, " ", s.load().refresh_token)
+    ]]):format(path))
+    assert.is_true(ok, out)
+    assert.are.equal("R1 R2", out)
+    assert.are.equal("nobody", owner_of(path))
+    assert.are.equal("600", (select(2, helpers.sh("stat -c %a " .. q(path)))):match("%d+"))
+  end)
+
+  it("a folder nobody may see into but not write: lists each file to chown", function()
+    if needs_root() then return end
+    assert.is_true(file_store.new(path).save(pair(1)))
+    helpers.sh("chmod 711 " .. q(dir) .. " && chmod 755 " .. q(tokens_dir))
+    local ok, out = as_nobody(([[
+      local t, err = fs.new(%q).load()
+      io.write(tostring(t), "|", tostring(err))
+    ]]):format(path))
+    assert.is_true(ok, out)
+    assert.matches("chown nobody " .. tokens_dir .. " " .. path .. " " .. path .. ".lock (or run this as root)",
+      out, 1, true)
+  end)
+
+  it("a folder nobody cannot reach or create: says which folder stops it", function()
+    if needs_root() then return end
+    -- dir stays 0700 (root's): nobody cannot enter it
+    local ok, out = as_nobody(([[
+      local t, err = fs.new(%q).load()
+      io.write(tostring(t), "|", tostring(err))
+    ]]):format(path))
+    assert.is_true(ok, out)
+    assert.matches("cannot reach the token folder " .. tokens_dir .. ": it may not enter " .. dir, out, 1, true)
+    -- a missing folder under one nobody may enter but not write
+    helpers.sh("chmod 755 " .. q(dir))
+    ok, out = as_nobody(([[
+      local t, err = fs.new(%q).load()
+      io.write(tostring(t), "|", tostring(err))
+    ]]):format(path))
+    assert.is_true(ok, out)
+    assert.matches("cannot create the token folder " .. tokens_dir .. ": " .. dir .. " is not writable", out, 1, true)
+    assert.matches("mkdir -m 700 -p " .. tokens_dir .. " && chown nobody " .. tokens_dir, out, 1, true)
+  end)
+end)

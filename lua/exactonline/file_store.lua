@@ -7,9 +7,12 @@
 local core = require "exactonline.core"
 local cjson = require("cjson").new()
 
-local type, tostring, tonumber, pcall = type, tostring, tonumber, pcall
+local type, tostring, tonumber, pcall, rawget, ipairs = type, tostring, tonumber, pcall, rawget, ipairs
 local os_getenv = os.getenv
 local error = error
+local math_floor = math.floor
+local string_format = string.format
+local table_concat = table.concat
 
 local _M = {}
 
@@ -91,6 +94,104 @@ local function parse(path, text)
   return t
 end
 
+local function parent_of(p)
+  local d = p:match("^(.*)/[^/]*$")
+  if d == nil then return "." end
+  if d == "" then return "/" end
+  return d
+end
+
+local ENOENT = 2 -- Linux's errno, as core.stat returns it
+
+local function mode_bit(mode, b) return math_floor(mode / b) % 2 == 1 end
+
+-- inside nginx the store runs as the worker user, which is not the user who set it up more often than not
+local function nginx_note()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and type(ngx.worker) == "table" then
+    return "; nginx workers run as the `user` named in nginx.conf (nobody when there is no `user` line)"
+  end
+  return ""
+end
+
+-- Can this process's user keep the tokens in dir: a real folder (not a symbolic link), not writable by
+-- everyone, where it may create files, with the token and lock files its own? Checked at first use, so a
+-- store set up by another user (authorized as root, used by nginx workers running as nobody) fails at once,
+-- saying what to chown, rather than at the first refresh ten minutes later. true | nil, err
+local function preflight(dir, files)
+  local me, my_uid = core.user_name(), core.geteuid()
+  local st = core.stat(dir, true)
+  if st and st.type == "link" then
+    local real = core.realpath(dir)
+    return nil, store_error("folder_link", "the token folder " .. dir .. " is a symbolic link" ..
+      (real and (" to " .. real) or ""), "give the store the real folder's path" ..
+      (real and (": " .. real .. "/" .. files[1]:match("[^/]+$")) or ""))
+  end
+  if st and st.type ~= "dir" then
+    return nil, store_error("ENOTDIR", "the token folder " .. dir .. " is not a folder", "check the path")
+  end
+  if st and mode_bit(st.mode, 2) then
+    return nil, store_error("folder_mode", string_format("the token folder %s can be written by every user " ..
+      "(mode %03o): anyone could replace or remove the tokens", dir, st.mode % 512),
+      "keep the tokens in a private folder (mkdir -m 700), or chmod o-w " .. dir)
+  end
+  if not st then
+    -- missing (created at the first save: its nearest existing parent must let us) or out of reach
+    local up = dir
+    local ust
+    repeat
+      up = parent_of(up)
+      ust = core.stat(up)
+    until ust or up == "/" or up == "."
+    local ok, werr = core.writable(dir)
+    if not ok and werr.code == "ENOENT" and ust then
+      local ok2 = core.writable(up)
+      if ok2 then return true end
+      return nil, store_error("EACCES", string_format("%s (the user this process runs as) cannot create the " ..
+        "token folder %s: %s is not writable by it (owned by %s, mode %03o)", me, dir, up,
+        core.user_name(ust.uid), ust.mode % 512), string_format("create it for %s: mkdir -m 700 -p %s && " ..
+        "chown %s %s%s", me, dir, me, dir, nginx_note()))
+    end
+    if not ok and (werr.code == "EACCES" or werr.code == "EPERM") and ust then
+      return nil, store_error("EACCES", string_format("%s (the user this process runs as) cannot reach the " ..
+        "token folder %s: it may not enter %s (owned by %s, mode %03o)", me, dir, up, core.user_name(ust.uid),
+        ust.mode % 512), string_format("keep the tokens in a folder %s can reach, or let it through: " ..
+        "chmod o+x %s%s", me, up, nginx_note()))
+    end
+    return nil, werr
+  end
+  local theirs = {} -- what another user owns: the folder (when we may not write it), the files
+  local hidden -- the folder is closed to us: its files cannot even be seen
+  local ok, werr = core.writable(dir)
+  if not ok and werr.code ~= "EACCES" and werr.code ~= "EPERM" then return nil, werr end
+  if not ok and st.uid ~= my_uid then theirs[#theirs + 1] = dir end
+  for _, f in ipairs(files) do
+    local fst, _, errno = core.stat(f, true)
+    if fst and fst.uid ~= my_uid then theirs[#theirs + 1] = f end
+    if not fst and errno ~= ENOENT then hidden = true end
+  end
+  if #theirs > 0 then
+    local owner = core.user_name((st.uid ~= my_uid and st or core.stat(theirs[#theirs], true) or st).uid)
+    local what
+    if ok then
+      what = table_concat(theirs, " and ") .. (#theirs > 1 and " are" or " is") .. " owned by " .. owner
+    else
+      what = string_format("it cannot write in the token folder %s (owned by %s, mode %03o): Permission denied",
+        dir, core.user_name(st.uid), st.mode % 512)
+    end
+    if hidden and theirs[1] == dir then theirs = { "-R", dir } end
+    return nil, store_error(ok and "owner" or "EACCES", me .. " (the user this process runs as) cannot keep " ..
+      "its tokens here: " .. what, "chown " .. (theirs[1] == "-R" and "-R " .. me .. " " .. dir or
+      me .. " " .. table_concat(theirs, " ")) .. " (or run this as " .. owner .. ")" .. nginx_note())
+  end
+  if not ok then
+    return nil, store_error("EACCES", string_format("%s (the user this process runs as) cannot write in the " ..
+      "token folder %s (mode %03o): Permission denied", me, dir, st.mode % 512),
+      "chmod 700 " .. dir .. " (its owner, " .. me .. ", may)")
+  end
+  return true
+end
+
 --- file_store.new(path, opts) --> store
 -- opts.force: let save replace a file it cannot parse (default false)
 -- opts.lock_timeout: default seconds for lock() (default 30)
@@ -116,6 +217,15 @@ function _M.new(path, opts)
 
   local store = { path = path, lock_path = lock_path }
   local held -- the lock userdata while this store holds the lock
+  local checked -- preflight passed once
+
+  local function check()
+    if checked then return true end
+    local ok, err = preflight(dir, { path, lock_path })
+    if not ok then return nil, err end
+    checked = true
+    return true
+  end
 
   local function read()
     local text, err = core.read_private(path)
@@ -125,6 +235,8 @@ function _M.new(path, opts)
   end
 
   function store.load()
+    local ok, cerr = check()
+    if not ok then return nil, cerr end
     local t, err = read()
     if err then return nil, err end
     return t
@@ -155,7 +267,9 @@ function _M.new(path, opts)
 
   function store.save(tokens)
     if type(tokens) ~= "table" then error("exactonline.file_store: save(tokens) needs a table", 2) end
-    local ok, err = core.mkdir_p(dir, 448) -- 0700
+    local ok, err = check()
+    if not ok then return nil, err end
+    ok, err = core.mkdir_p(dir, 448) -- 0700
     if not ok then return nil, err end
     return locked(write, tokens)
   end
@@ -165,7 +279,9 @@ function _M.new(path, opts)
       return nil, store_error("lock_held", "this store already holds the lock on " .. lock_path,
         "call unlock() before lock() again")
     end
-    local ok, err = core.mkdir_p(dir, 448)
+    local ok, err = check()
+    if not ok then return nil, err end
+    ok, err = core.mkdir_p(dir, 448)
     if not ok then return nil, err end
     local lk, lerr = core.flock(lock_path, tonumber(timeout) or default_timeout)
     if not lk then return nil, lerr end

@@ -137,7 +137,8 @@ function App:launch(opts)
   local conf = table.concat({
     "load_module " .. MODULES .. "/ndk_http_module.so;",
     "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
-    is_root and "user root root;" or "",
+    -- user = false: no `user` line, so a root master runs its workers as nobody (as a plain install does)
+    is_root and opts.user ~= false and "user root root;" or "",
     "worker_processes " .. (opts.workers or 2) .. ";",
     "pid " .. prefix .. "/logs/nginx.pid;",
     "error_log " .. prefix .. "/logs/error.log warn;",
@@ -172,7 +173,7 @@ function App:launch(opts)
   return self
 end
 
---- start{ sandbox = sb, workers = 2, settings = {…}, trusted = CA file } --> a running App
+--- start{ sandbox = sb, workers = 2, settings = {…}, trusted = CA file, user = false } --> a running App
 -- settings go to the handlers (spec/support/nginx_app.lua) as app.settings
 function _M.start(opts)
   return setmetatable({}, App):launch(opts)

@@ -129,10 +129,12 @@ local function big_sandbox(accounts)
   runner.watchdog(info, tonumber(select(2, sh("echo $PPID")):match("%d+")))
   local sb = setmetatable({ info = info, port = info.port, prefix = info.prefix, cafile = info.cafile,
     base_url = "https://127.0.0.1:" .. info.port, client_id = info.client_id, client_secret = info.client_secret,
-    redirect_uri = info.redirect_uri, division = info.division, accounts = info.accounts }, Sandbox)
+    redirect_uri = info.redirect_uri, division = info.division, accounts = info.accounts,
+    control_token = info.control_token }, Sandbox)
   started[#started + 1] = sb
   for _ = 1, 100 do
-    if helpers.http("GET", sb.base_url .. "/_sandbox/stats", { cafile = sb.cafile, timeout = 2 }) == 200 then
+    if helpers.http("GET", sb.base_url .. "/_sandbox/stats", { cafile = sb.cafile, timeout = 2,
+        headers = { ["X-Sandbox-Token"] = info.control_token } }) == 200 then
       return sb
     end
     os.execute("sleep 0.05")

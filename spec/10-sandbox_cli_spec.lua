@@ -7,10 +7,11 @@ local proc = require "support.proc"
 local q, sh, alive = helpers.quote, helpers.sh, proc.alive
 
 -- the sandbox on this port answers /_sandbox/stats (it may take a while to create its TLS files): the status
-local function answering(port, cafile)
+local function answering(port, cafile, token)
   local status
   for _ = 1, 100 do
-    status = helpers.http("GET", "https://localhost:" .. port .. "/_sandbox/stats", { cafile = cafile, timeout = 2 })
+    status = helpers.http("GET", "https://localhost:" .. port .. "/_sandbox/stats", { cafile = cafile, timeout = 2,
+      headers = { ["X-Sandbox-Token"] = token } })
     if status == 200 then break end
     os.execute("sleep 0.1")
   end
@@ -36,10 +37,11 @@ describe("exactonline sandbox (CLI)", function()
       assert.is_true(helpers.exists(tree .. f), f)
     end
     local port = helpers.free_port()
-    local pid = proc.spawn("cd / && exec " .. helpers.installed_env(tree) .. " lua5.4 " .. q(tree .. "/bin/exactonline")
+    local pid = proc.spawn("cd / && exec " .. helpers.installed_env(tree) .. " EXACTONLINE_SANDBOX_TOKEN=spec-token-1" ..
+      " lua5.4 " .. q(tree .. "/bin/exactonline")
       .. " sandbox --port " .. port .. " --tls-dir " .. q(dir .. "/tls") .. " --accounts 3 > " .. q(dir .. "/log")
       .. " 2>&1")
-    local status = answering(port, dir .. "/tls/ca.pem")
+    local status = answering(port, dir .. "/tls/ca.pem", "spec-token-1")
     local log = helpers.read(dir .. "/log")
     local prefix = log:match("error log:%s+(%S+)/logs/error%.log")
     local text = prefix and helpers.read(prefix .. "/conf/nginx.conf") or ""
@@ -58,8 +60,19 @@ describe("exactonline sandbox (CLI)", function()
       " --tls-dir " .. q(dir .. "/tls") .. " --division 42 --accounts 7 --client-id my-app --client-secret s3 > " ..
       q(log) .. " 2>&1")
     assert.truthy(pid)
-    assert.equal(200, answering(port, dir .. "/tls/ca.pem"))
-    local out = helpers.read(log)
+    -- the control token is printed before nginx starts
+    local out, token = "", nil
+    for _ = 1, 100 do
+      out = helpers.read(log) or ""
+      token = out:match("control token:%s+(%x+)")
+      if token then break end
+      os.execute("sleep 0.1")
+    end
+    assert.truthy(token, out)
+    assert.equal(32, #token)
+    local ctl = { ["X-Sandbox-Token"] = token }
+    assert.equal(200, answering(port, dir .. "/tls/ca.pem", token))
+    out = helpers.read(log)
     assert.truthy(out:find("https://localhost:" .. port, 1, true))
     assert.truthy(out:find("my-app", 1, true))
     assert.truthy(out:find("42", 1, true))
@@ -68,7 +81,7 @@ describe("exactonline sandbox (CLI)", function()
     -- the certificate chain verifies for both names
     assert.is_true((sh("openssl verify -CAfile " .. q(dir .. "/tls/ca.pem") .. " " .. q(dir .. "/tls/server.pem"))))
     local status = helpers.http("GET", "https://127.0.0.1:" .. port .. "/_sandbox/stats",
-      { cafile = dir .. "/tls/ca.pem" })
+      { cafile = dir .. "/tls/ca.pem", headers = ctl })
     assert.equal(200, status)
     -- the app is the one on the command line, with 7 accounts in division 42
     local auth = "https://localhost:" .. port .. "/api/oauth2/auth?" .. helpers.form{ client_id = "my-app",
@@ -86,7 +99,7 @@ describe("exactonline sandbox (CLI)", function()
     end
     assert.is_false(alive(nginx_pid))
     local gone = helpers.http("GET", "https://localhost:" .. port .. "/_sandbox/stats",
-      { cafile = dir .. "/tls/ca.pem", timeout = 2 })
+      { cafile = dir .. "/tls/ca.pem", timeout = 2, headers = ctl })
     assert.is_nil(gone)
   end)
 end)

@@ -167,7 +167,8 @@ describe("sandbox", function()
     end)
 
     it("rejects an unknown fault kind", function()
-      local status = helpers.http("POST", sb:url("/_sandbox/fault?kind=nope"), { cafile = sb.cafile })
+      local status = helpers.http("POST", sb:url("/_sandbox/fault?kind=nope"), { cafile = sb.cafile,
+        headers = sb:control_headers() })
       assert.equal(400, status)
     end)
   end)

@@ -318,7 +318,7 @@ describe("sandbox administration", function()
       assert.equal(0, #after.d.results)
       -- no EntityType for a single invoice line: the change endpoint says what to do instead
       local status = helpers.http("POST", sb:url("/_sandbox/change?entity=salesinvoicelines&delete=1"),
-        { cafile = sb.cafile })
+        { cafile = sb.cafile, headers = sb:control_headers() })
       assert.equal(400, status)
     end)
 

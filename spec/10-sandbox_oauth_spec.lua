@@ -217,8 +217,9 @@ describe("sandbox oauth", function()
     end)
 
     it("refuses a flag that is not 1 or 0 and a token_type that is not a word", function()
-      assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/config?refresh_keeps=yes"), { cafile = sb.cafile })))
-      assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/config?token_type=a%20b"), { cafile = sb.cafile })))
+      local opts = { cafile = sb.cafile, headers = sb:control_headers() }
+      assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/config?refresh_keeps=yes"), opts)))
+      assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/config?token_type=a%20b"), opts)))
       assert.same({ token_type = "bearer", no429headers = false, expires_in_number = false, refresh_keeps = false,
                     mandatory_filters = false }, sb:stats().options)
     end)
@@ -240,7 +241,8 @@ describe("sandbox oauth", function()
       sb:advance(575)
       assert.equal(200, (sb:refresh(body.refresh_token)))
       -- only the token endpoint has it
-      assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/fault?kind=rotate_error"), { cafile = sb.cafile })))
+      assert.equal(400, (helpers.http("POST", sb:url("/_sandbox/fault?kind=rotate_error"), { cafile = sb.cafile,
+        headers = sb:control_headers() })))
     end)
 
     it("can make the token endpoint answer an HTML 503", function()

@@ -306,8 +306,15 @@ local function quick_request(sb, method, path, headers, body)
   return status, parse_headers(head .. "\r\n"), rest
 end
 
+--- the headers a /_sandbox/ call needs (its control token), for specs that call one with helpers.http
+function Sandbox:control_headers(extra)
+  local h = { ["X-Sandbox-Token"] = self.control_token }
+  for k, v in pairs(extra or {}) do h[k] = v end
+  return h
+end
+
 function Sandbox:control(method, path, payload)
-  local headers = payload and { ["Content-Type"] = "application/json" } or nil
+  local headers = self:control_headers(payload and { ["Content-Type"] = "application/json" } or nil)
   local status, _, body = quick_request(self, method, path, headers, payload)
   if not status then
     status, _, body = helpers.http(method, self.base_url .. path, { cafile = self.cafile, headers = headers,
@@ -499,13 +506,15 @@ function Sandbox:start()
   self.base_url = (tls_dir and "https" or "http") .. "://127.0.0.1:" .. info.port
   self.client_id, self.client_secret, self.redirect_uri = info.client_id, info.client_secret, info.redirect_uri
   self.division, self.accounts, self.divisions, self.sizes = info.division, info.accounts, info.divisions, info.sizes
+  self.control_token = info.control_token
   self.stopped = false
   helpers.on_cleanup(function() self:stop() end)
   helpers.default_cafile = helpers.default_cafile or info.cafile
   -- wait until it answers
   local last
   for _ = 1, 100 do
-    local status = helpers.http("GET", self.base_url .. "/_sandbox/stats", { cafile = self.cafile, timeout = 2 })
+    local status = helpers.http("GET", self.base_url .. "/_sandbox/stats", { cafile = self.cafile, timeout = 2,
+      headers = self:control_headers() })
     if status == 200 then
       if opts.limits then self:limits(opts.limits) end
       return self

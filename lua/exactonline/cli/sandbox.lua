@@ -32,14 +32,17 @@ function _M.add_to_parser(root)
       .. "SIGTERM. Each division is a generated administration (accounts, contacts, addresses, G/L accounts and\n"
       .. "classifications, items, projects, transaction lines, payment terms, sales invoices and lines).\n"
       .. "With --tls-dir D it serves HTTPS with D/ca.pem, D/server.pem, D/server.key (created when\n"
-      .. "missing); point clients at D/ca.pem. Test controls: POST /_sandbox/advance?seconds=N,\n"
-      .. "/_sandbox/config?minutely=N&daily=N&window=S, /_sandbox/fault?kind=K&count=N, /_sandbox/reset;\n"
-      .. "GET /_sandbox/stats.",
+      .. "missing: mode 0700; a folder of another user, or writable by others, is refused); point clients at\n"
+      .. "D/ca.pem. Test controls, each with the header X-Sandbox-Token (printed at start; or set it with\n"
+      .. "EXACTONLINE_SANDBOX_TOKEN): POST /_sandbox/advance?seconds=N, /_sandbox/config?minutely=N&daily=N,\n"
+      .. "/_sandbox/fault?kind=K&count=N, /_sandbox/change?entity=E&create=N, /_sandbox/reset;\n"
+      .. "GET /_sandbox/stats, /_sandbox/entity?entity=E. See lua/exactonline/sandbox/README.md.",
     examples = {
       "exactonline sandbox --port 8443 --tls-dir ~/.cache/eo-sandbox",
       "exactonline sandbox --port 8443 --tls-dir ~/.cache/eo-sandbox --accounts 10000 --division 123456",
       "exactonline sandbox --divisions 50 --size transactionlines=200000 --size salesinvoices=5000",
-      "curl --cacert ~/.cache/eo-sandbox/ca.pem -X POST 'https://localhost:8443/_sandbox/advance?seconds=600'",
+      "curl --cacert ~/.cache/eo-sandbox/ca.pem -H \"X-Sandbox-Token: $TOKEN\" -X POST " ..
+        "'https://localhost:8443/_sandbox/advance?seconds=600'",
     },
   })
   for _, o in ipairs(_M.OPTIONS) do
@@ -68,6 +71,8 @@ function _M.run(args)
   out:write("  division:       ", tostring(info.division), "  (", tostring(info.accounts), " accounts)",
     info.divisions > 1 and ("  and " .. (info.divisions - 1) .. " more: " .. (info.division + 1) .. "…" ..
       (info.division + info.divisions - 1)) or "", "\n")
+  -- the header every /_sandbox/ call needs (X-Sandbox-Token); EXACTONLINE_SANDBOX_TOKEN sets it
+  out:write("  control token:  ", info.control_token, "  (header X-Sandbox-Token on /_sandbox/ calls)\n")
   out:write("  error log:      ", info.error_log, "\n")
   out:write("Ctrl-C stops it.\n")
   out:flush()

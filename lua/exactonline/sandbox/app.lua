@@ -36,6 +36,8 @@ function _M.init(path)
   store.init_generation()
   _M.settings = settings
   _M.apps = apps
+  -- load every module now, in the master: workers (run as nobody when started as root) read no files
+  for _, m in ipairs{ "api", "xml", "webhooks", "gen" } do require("exactonline.sandbox." .. m) end
 end
 
 function _M.init_worker()
@@ -506,10 +508,39 @@ function _M.entity(args)
                            timestamp = store.last_timestamp(div) })
 end
 
+-- only loopback names: a page elsewhere that rebinds its own name to 127.0.0.1 sends its own Host
+local function loopback_host(host)
+  if type(host) ~= "string" then return false end
+  local name = host:lower():match("^%[(.-)%]:?%d*$") or host:lower():match("^([^:]+):?%d*$")
+  if not name then return false end
+  return name == "localhost" or name:match("%.localhost$") ~= nil or name == "::1" or
+    name:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+local function same(a, b)
+  return type(a) == "string" and ngx.sha1_bin(a) == ngx.sha1_bin(b)
+end
+
 function _M.handle()
   local uri = ngx.var.uri
-  local ctl = uri:match("^/_sandbox/(%w+)$")
-  if ctl then return control(ctl) end
+  if not loopback_host(ngx.var.http_host) then
+    return json_reply(421, { error = "the sandbox answers only to a loopback name (localhost, 127.0.0.1, [::1]), " ..
+      "not Host: " .. tostring(ngx.var.http_host) })
+  end
+  if uri:sub(1, 10) == "/_sandbox/" then
+    local given = ngx.var.http_x_sandbox_token
+    if not given then
+      return json_reply(401, { error = "every /_sandbox/ call needs the header X-Sandbox-Token: the control " ..
+        "token the sandbox printed when it started (or EXACTONLINE_SANDBOX_TOKEN, when set)" })
+    end
+    if not same(given, settings.control_token) then
+      return json_reply(403, { error = "wrong X-Sandbox-Token: use the control token this sandbox printed " ..
+        "when it started" })
+    end
+    local ctl = uri:match("^/_sandbox/(%w+)$")
+    if not ctl then return json_reply(404, { error = "unknown control endpoint" }) end
+    return control(ctl)
+  end
   if uri == "/api/oauth2/auth" then return auth() end
   if uri == "/api/oauth2/token" then return token() end
   return require("exactonline.sandbox.api").handle(_M)

@@ -89,9 +89,38 @@ local function have_tls(dir)
   return exists(dir .. "/ca.pem") and exists(dir .. "/server.pem") and exists(dir .. "/server.key")
 end
 
+local function my_uid()
+  return tonumber((read("id -u") or ""):match("%d+"))
+end
+
+--- owned_dir(dir) --> true | false (missing) | nil, err: a folder only this user can change. Another user's
+-- folder, a group- or world-writable one or a symbolic link could hold a CA planted for the user to trust.
+function _M.owned_dir(dir)
+  local out = read("stat -c '%F|%u|%a' " .. quote(dir) .. " 2>/dev/null") or ""
+  local kind, uid, mode = out:match("^([^|]+)|(%d+)|(%d+)")
+  if not kind then return false end
+  if kind ~= "directory" then
+    return nil, "the TLS folder " .. dir .. " is a " .. kind .. ", not a folder: give a folder of your own " ..
+      "(it is created, mode 0700, when missing)"
+  end
+  if tonumber(uid) ~= my_uid() then
+    return nil, "the TLS folder " .. dir .. " belongs to another user (uid " .. uid .. "): a CA file in it " ..
+      "could be anyone's; give a folder of your own (it is created, mode 0700, when missing)"
+  end
+  local m = tonumber(mode, 8)
+  local group_w, other_w = math.floor(m / 16) % 2 == 1, math.floor(m / 2) % 2 == 1
+  if group_w or other_w then
+    return nil, "the TLS folder " .. dir .. " is writable by others (mode " .. mode .. "): anyone could " ..
+      "replace its CA file; chmod 700 it, or give a folder of your own"
+  end
+  return true
+end
+
 function _M.ensure_tls(dir)
-  if have_tls(dir) then return true end
   dir = dir:gsub("/+$", "")
+  local owned, oerr = _M.owned_dir(dir)
+  if owned == nil then return nil, oerr end
+  if owned and have_tls(dir) then return true end
   local parent = dir:match("^(.*)/[^/]+$") or "."
   if parent == "" then parent = "/" end
   execute("mkdir -p " .. quote(parent))
@@ -111,7 +140,7 @@ function _M.ensure_tls(dir)
       .. " -extfile ext.cnf",
     "rm -f ca.key ca.srl server.csr ext.cnf",
     "chmod 600 server.key",
-    "chmod 755 .",
+    "chmod 700 .",
   }, " && ") .. ") >/dev/null 2>&1"
   if not execute(cmd) then
     execute("rm -rf " .. q)
@@ -119,7 +148,12 @@ function _M.ensure_tls(dir)
   end
   -- rename(2) replaces a missing or empty D atomically; otherwise (D has other files) move file by file
   if not execute("mv -T " .. q .. " " .. quote(dir) .. " 2>/dev/null") then
-    execute("mkdir -p " .. quote(dir))
+    execute("mkdir -p -m 700 " .. quote(dir))
+    owned, oerr = _M.owned_dir(dir)
+    if not owned then
+      execute("rm -rf " .. q)
+      return nil, oerr or ("could not create " .. dir)
+    end
     if not have_tls(dir) then
       for _, name in ipairs{ "ca.pem", "server.pem", "server.key" } do
         execute("mv -f " .. quote(tmp .. "/" .. name) .. " " .. quote(dir .. "/" .. name))
@@ -127,10 +161,21 @@ function _M.ensure_tls(dir)
     end
     execute("rm -rf " .. q)
   end
+  owned, oerr = _M.owned_dir(dir)
+  if not owned then return nil, oerr or ("could not create " .. dir) end
   if not have_tls(dir) then
     return nil, "could not create the sandbox certificates in " .. dir
   end
   return true
+end
+
+--- a fresh control token (hex), for the X-Sandbox-Token header of /_sandbox/ calls
+local function new_token()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(16)
+  if f then f:close() end
+  if not bytes or #bytes < 16 then error("sandbox: cannot read /dev/urandom for a control token") end
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
 local function lua_literal(v)
@@ -203,7 +248,12 @@ function _M.prepare(opts)
     divisions = tonumber(opts.divisions) or d.divisions,
     workers = tonumber(opts.workers) or d.workers,
     tls_dir = opts.tls_dir,
+    -- every /_sandbox/ call must carry it (header X-Sandbox-Token): other local users and web pages cannot
+    control_token = opts.control_token or os.getenv("EXACTONLINE_SANDBOX_TOKEN") or new_token(),
   }
+  if type(info.control_token) ~= "string" or not info.control_token:match("^[%w%-%._~]+$") then
+    return nil, "the control token (EXACTONLINE_SANDBOX_TOKEN) must be letters, digits and - . _ ~ only"
+  end
   local sizes, serr = _M.sizes(opts.sizes or opts.size)
   if not sizes then return nil, serr end
   if opts.accounts then sizes.accounts = tonumber(opts.accounts) end
@@ -239,11 +289,20 @@ function _M.prepare(opts)
     division = info.division,
     divisions = info.divisions,
     sizes = info.sizes,
+    control_token = info.control_token,
   }
   local ok, err = write(prefix .. "/sandbox.lua", "return " .. lua_literal(settings) .. "\n", "600")
   if not ok then return nil, err end
 
-  local is_root = (read("id -u") or ""):match("^0") ~= nil
+  local is_root = my_uid() == 0
+  local worker_user = ""
+  if is_root then
+    -- workers never run as root: as nobody, which needs to reach only the temp folders (the master reads
+    -- the config, the certificates and every Lua module before it forks)
+    local group = execute("getent group nogroup >/dev/null 2>&1") and "nogroup" or "nobody"
+    worker_user = "user nobody " .. group .. ";"
+    execute("chmod 711 " .. quote(prefix))
+  end
   local luadir = lua_dir()
   local listen = "listen 127.0.0.1:" .. port .. (info.tls_dir and " ssl" or "") .. ";"
   local tls = ""
@@ -255,7 +314,7 @@ function _M.prepare(opts)
   local conf = table.concat({
     "load_module " .. MODULES .. "/ndk_http_module.so;",
     "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
-    is_root and "user root root;" or "",
+    worker_user,
     "worker_processes " .. info.workers .. ";",
     "pid " .. info.pid .. ";",
     "error_log " .. info.error_log .. " warn;",

@@ -7,7 +7,8 @@ local change = require "exactonline.sandbox.change"
 local gen = require "exactonline.sandbox.gen"
 local odata = require "exactonline.sandbox.odata"
 local string, table, math = string, table, math
-local tonumber, type, pairs = tonumber, type, pairs
+local io = io
+local tonumber, type, pairs, ipairs = tonumber, type, pairs, ipairs
 
 local _M = {}
 
@@ -91,7 +92,13 @@ end
 
 local function upload(app, api, division)
   ngx.req.read_body()
-  local body = ngx.req.get_body_data() or ""
+  local body = ngx.req.get_body_data()
+  if not body then -- larger than client_body_buffer_size: nginx kept it in a file
+    local file = ngx.req.get_body_file()
+    local f = file and io.open(file, "rb")
+    body = f and f:read("*a") or ""
+    if f then f:close() end
+  end
   local e = catalog.by_name.accounts
   local msgs = {}
   for _, a in ipairs(_M.accounts(body)) do

@@ -337,7 +337,9 @@ function Sandbox:limits(t)
   return self:control("POST", "/_sandbox/config?" .. table.concat(q, "&"))
 end
 
---- fault(kind, count, extra): extra = { seconds = S, scope = "token" } or a number of seconds
+--- fault(kind, count, extra): extra = { seconds = S, scope = "token", after = M, retry_after = N } or a number
+-- of seconds. Without `after` it replaces what is pending and hits the next `count` calls (0 clears); with
+-- `after = M` it is added and hits calls M+1 … M+count from now.
 function Sandbox:fault(kind, count, extra)
   local q = "kind=" .. helpers.escape(kind) .. "&count=" .. tostring(count or 1)
   if type(extra) == "number" then extra = { seconds = extra } end
@@ -347,6 +349,14 @@ end
 
 function Sandbox:stats()
   return self:control("GET", "/_sandbox/stats")
+end
+
+--- requests(since) --> { last = n, requests = { { n, scope, method, uri, status, fault, clock }, … } }: the API
+-- and token calls that reached the sandbox, after number `since`
+function Sandbox:requests(since)
+  local r = self:control("GET", "/_sandbox/requests?since=" .. tostring(since or 0))
+  if r.requests[1] == nil then r.requests = {} end
+  return r
 end
 
 --- reset(): forget tokens, counters, faults, clock and limits; reset{ data = true } also brings every

@@ -558,8 +558,8 @@ function _M.handle(the_app)
   app.stat("api_calls")
   app.remember("api")
   if is_xml then app.stat("xml_calls") end
-  local kind, seconds = app.take_fault("api")
-  if kind and app.serve_fault(kind, seconds) then return end
+  local f = app.take_fault("api")
+  if f and app.serve_fault(f) then return end
 
   local tok = app.bearer()
   if not tok then

@@ -8,6 +8,7 @@ local catalog = require "exactonline.sandbox.catalog"
 local store = require "exactonline.sandbox.store"
 local change = require "exactonline.sandbox.change"
 local odata = require "exactonline.sandbox.odata"
+local faults = require "exactonline.sandbox.faults"
 local string, table, math, os = string, table, math, os
 local tonumber, type, ipairs, pairs, dofile = tonumber, type, ipairs, pairs, dofile
 
@@ -103,46 +104,18 @@ local function html_reply(status, title, message)
 end
 _M.html_reply = html_reply
 
---- faults: the next N answers of a scope ("api" or "token") fail the configured way
+--- faults (exactonline.sandbox.faults): take_fault(scope) --> the fault for this call | nil;
+-- serve_fault(f) --> true when the answer was replaced (the caller stops), false when the call goes on
 function _M.take_fault(scope)
-  local left = state:incr("fault:" .. scope .. ":count", -1)
-  if not left or left < 0 then return nil end
-  _M.stat("faults_served")
-  return state:get("fault:" .. scope .. ":kind"), state:get("fault:" .. scope .. ":seconds")
+  local f = faults.take(scope)
+  if f then
+    ngx.ctx.fault = f.kind
+    _M.log_pending() -- a stalled call shows its fault while it stalls
+  end
+  return f
 end
 
---- serve a fault; returns true when the answer was replaced (the caller stops), false for "slow"
-function _M.serve_fault(kind, seconds)
-  if kind == "slow" then
-    ngx.sleep(tonumber(seconds) or 1)
-    return false
-  elseif kind == "html503" then
-    html_reply(503, "Service Unavailable", "The service is temporarily unavailable. Please try again later.")
-  elseif kind == "html500" then
-    html_reply(500, "Runtime Error", "An application error occurred on the server.")
-  elseif kind == "garbage" then
-    ngx.status = 200
-    ngx.header["Content-Type"] = "application/json; charset=utf-8"
-    ngx.print('{"d":{"results":[{"ID":"broken", "Name": <html>')
-    ngx.exit(200)
-  elseif kind == "truncate" then
-    local body = '{"d":{"results":[{"ID":"00000000-0000-0000-0000-000000000000","Name":"trunc'
-    ngx.status = 200
-    ngx.header["Content-Type"] = "application/json; charset=utf-8"
-    ngx.header["Content-Length"] = #body + 4096
-    ngx.print(body)
-    ngx.flush(true)
-    ngx.exit(ngx.ERROR)
-  elseif kind == "reset" then
-    ngx.exit(444)
-  elseif kind == "401" then
-    ngx.header["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    json_reply(401, { error = { code = "", message = { lang = "", value = "Unauthorized" } } })
-  else
-    return false
-  end
-  return true
-end
+_M.serve_fault = faults.serve
 
 -- auth ----------------------------------------------------------------------------------------------
 
@@ -234,9 +207,9 @@ end
 local function token()
   _M.stat("token_calls")
   _M.remember("token")
-  local kind, seconds = _M.take_fault("token")
-  if kind == "rotate_error" then ngx.ctx.rotate_error = true
-  elseif kind and _M.serve_fault(kind, seconds) then return end
+  local f = _M.take_fault("token")
+  if f and f.kind == "rotate_error" then ngx.ctx.rotate_error = true
+  elseif f and _M.serve_fault(f) then return end
   if ngx.req.get_method() ~= "POST" then
     return oauth_error(405, "invalid_request", "Use POST.")
   end
@@ -326,9 +299,6 @@ end
 
 -- control -------------------------------------------------------------------------------------------
 
-local FAULTS = { html503 = true, html500 = true, garbage = true, truncate = true, slow = true,
-                 reset = true, ["401"] = true, rotate_error = true }
-local TOKEN_ONLY = { rotate_error = true }
 
 -- on/off switches of /_sandbox/config (1 or 0): how token answers and 429s look
 local FLAGS = { "no429headers", "expires_in_number", "refresh_keeps", "mandatory_filters" }
@@ -345,8 +315,11 @@ local function stats()
   out.clock_offset = state:get("clock_offset") or 0
   local m, d, w = _M.limits()
   out.limits = { minutely = m, daily = d, window = w }
-  out.faults_pending = { api = math.max(0, state:get("fault:api:count") or 0),
-                         token = math.max(0, state:get("fault:token:count") or 0) }
+  out.faults_pending = { api = faults.pending("api"), token = faults.pending("token") }
+  local api_list, api_calls = faults.list("api")
+  local token_list, token_calls = faults.list("token")
+  out.faults = { api = api_list, token = token_list }
+  out.calls = { api = api_calls, token = token_calls }
   out.options = { token_type = state:get("cfg:token_type") or "bearer" }
   for _, k in ipairs(FLAGS) do out.options[k] = state:get("cfg:" .. k) or false end
   -- what the last API and token requests looked like on the wire (headers, connection reuse)
@@ -365,6 +338,8 @@ local function control(path)
     return json_reply(200, stats())
   elseif path == "entity" then
     return _M.entity(args)
+  elseif path == "requests" then
+    return _M.requests(args)
   end
   if method ~= "POST" then
     return json_reply(405, { error = "use POST" })
@@ -382,6 +357,12 @@ local function control(path)
         state:set("cfg:" .. k, n)
       end
     end
+    if args.clock_offset then
+      -- the sandbox clock = real time + offset (seconds; negative: behind): its Date header, tokens, limits
+      local n = tonumber(args.clock_offset)
+      if not n then return json_reply(400, { error = "clock_offset must be a number of seconds" }) end
+      state:set("clock_offset", n)
+    end
     for _, k in ipairs(FLAGS) do
       local v = args[k]
       if v ~= nil then
@@ -397,15 +378,10 @@ local function control(path)
     end
     return json_reply(200, stats().limits)
   elseif path == "fault" then
-    local kind = args.kind
-    local scope = args.scope or "api"
-    if not FAULTS[kind] or (scope ~= "api" and scope ~= "token") or (TOKEN_ONLY[kind] and scope ~= "token") then
-      return json_reply(400, { error = "unknown fault kind or scope" })
-    end
-    state:set("fault:" .. scope .. ":kind", kind)
-    state:set("fault:" .. scope .. ":seconds", tonumber(args.seconds) or 1)
-    state:set("fault:" .. scope .. ":count", tonumber(args.count) or 1)
-    return json_reply(200, { kind = kind, scope = scope, count = tonumber(args.count) or 1 })
+    local scope, f = faults.from_args(args)
+    if not scope then return json_reply(400, { error = f }) end
+    local list = faults.add(scope, f)
+    return json_reply(200, { kind = f.kind, scope = scope, count = f.count, after = f.after, scheduled = list })
   elseif path == "reset" then
     state:flush_all()
     if args.data == "1" then store.reset_data() end
@@ -521,8 +497,65 @@ local function same(a, b)
   return type(a) == "string" and ngx.sha1_bin(a) == ngx.sha1_bin(b)
 end
 
+--- log phase: remember every API and token call (method, path and query, status, fault) for
+-- /_sandbox/requests: what reached the server, in arrival order
+local LOG_KEEP = 20000
+
+-- arrival: numbered and logged as "pending"; the log phase fills in the status
+local function log_entry(status)
+  local ctx = ngx.ctx
+  if not ctx.log_n then return end
+  state:set("reqlog:" .. ctx.log_n, cjson.encode{ n = ctx.log_n, scope = ctx.log_scope,
+    method = ngx.req.get_method(), uri = ngx.var.request_uri, status = status, fault = ctx.fault,
+    clock = ctx.log_clock })
+end
+
+local function log_arrival()
+  local uri = ngx.var.uri
+  local scope
+  if uri == "/api/oauth2/token" then
+    scope = "token"
+  elseif uri:sub(1, 8) == "/api/v1/" or uri:lower():sub(1, 6) == "/docs/" then
+    scope = "api"
+  else
+    return
+  end
+  local n = state:incr("reqlog:n", 1, 0)
+  ngx.ctx.log_n, ngx.ctx.log_scope, ngx.ctx.log_clock = n, scope, _M.now()
+  log_entry("pending")
+  if n > LOG_KEEP then state:delete("reqlog:" .. (n - LOG_KEEP)) end
+end
+
+function _M.log()
+  log_entry(ngx.status)
+end
+
+function _M.log_pending()
+  log_entry("pending")
+end
+
+function _M.requests(args)
+  local since = tonumber(args.since) or 0
+  local limit = math.min(tonumber(args.limit) or 5000, LOG_KEEP)
+  local last = state:get("reqlog:n") or 0
+  local out = {}
+  for n = math.max(since + 1, last - LOG_KEEP + 1), last do
+    local raw = state:get("reqlog:" .. n)
+    if raw then out[#out + 1] = cjson.decode(raw) end
+    if #out >= limit then break end
+  end
+  local obj = { last = last, requests = out }
+  -- lua-cjson 2.1.0 has no empty-array marker: say it in the text
+  local text = cjson.encode(obj)
+  if #out == 0 then text = text:gsub('"requests":{}', '"requests":[]') end
+  return json_reply(200, text)
+end
+
 function _M.handle()
   local uri = ngx.var.uri
+  -- the server's Date is on the sandbox clock (real time plus /_sandbox/advance), as a far server's may differ
+  ngx.header["Date"] = ngx.http_time(math.floor(_M.now()))
+  log_arrival()
   if not loopback_host(ngx.var.http_host) then
     return json_reply(421, { error = "the sandbox answers only to a loopback name (localhost, 127.0.0.1, [::1]), " ..
       "not Host: " .. tostring(ngx.var.http_host) })

@@ -37,8 +37,8 @@ describe("exactonline sandbox (CLI)", function()
       assert.is_true(helpers.exists(tree .. f), f)
     end
     local port = helpers.free_port()
-    local pid = proc.spawn("cd / && exec " .. helpers.installed_env(tree) .. " EXACTONLINE_SANDBOX_TOKEN=spec-token-1" ..
-      " lua5.4 " .. q(tree .. "/bin/exactonline")
+    local pid = proc.spawn("cd / && exec " .. helpers.installed_env(tree) ..
+      " EXACTONLINE_SANDBOX_TOKEN=spec-token-1 lua5.4 " .. q(tree .. "/bin/exactonline")
       .. " sandbox --port " .. port .. " --tls-dir " .. q(dir .. "/tls") .. " --accounts 3 > " .. q(dir .. "/log")
       .. " 2>&1")
     local status = answering(port, dir .. "/tls/ca.pem", "spec-token-1")

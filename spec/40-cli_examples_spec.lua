@@ -59,6 +59,8 @@ describe("every command's --help examples, against a sandbox", function()
     sb:limits { minutely = 100000, daily = 100000 }
     dir = helpers.tmpdir()
     env = cli.env_for(sb, dir, { HOME = dir .. "/home" })
+    -- the control token the sandboxes these examples start take (and the curl examples send)
+    env.EXACTONLINE_SANDBOX_TOKEN = "examples-control-token"
     helpers.sh("mkdir -p " .. q(dir .. "/home"))
     -- `exactonline` as an installed command would be: a wrapper on PATH running this checkout's CLI
     bin = dir .. "/bin"
@@ -195,7 +197,7 @@ describe("every command's --help examples, against a sandbox", function()
       local status
       for _ = 1, 200 do
         status = helpers.http("GET", scheme .. "://localhost:" .. port .. "/_sandbox/stats",
-          { cafile = cafile, timeout = 2 })
+          { cafile = cafile, timeout = 2, headers = { ["X-Sandbox-Token"] = env.EXACTONLINE_SANDBOX_TOKEN } })
         if status == 200 then break end
         helpers.sh("sleep 0.05")
       end
@@ -208,7 +210,9 @@ describe("every command's --help examples, against a sandbox", function()
       helpers.sh("kill -TERM " .. pid)
       for _ = 1, 100 do
         if not helpers.http("GET", scheme .. "://localhost:" .. port .. "/_sandbox/stats",
-          { cafile = cafile, timeout = 1 }) then break end
+          { cafile = cafile, timeout = 1, headers = { ["X-Sandbox-Token"] = env.EXACTONLINE_SANDBOX_TOKEN } }) then
+          break
+        end
         helpers.sh("sleep 0.05")
       end
       assert(ok, err)

@@ -41,8 +41,6 @@ function _M.add_to_parser(root)
       "exactonline sandbox --port 8443 --tls-dir ~/.cache/eo-sandbox",
       "exactonline sandbox --port 8443 --tls-dir ~/.cache/eo-sandbox --accounts 10000 --division 123456",
       "exactonline sandbox --divisions 50 --size transactionlines=200000 --size salesinvoices=5000",
-      "curl --cacert ~/.cache/eo-sandbox/ca.pem -H \"X-Sandbox-Token: $TOKEN\" -X POST " ..
-        "'https://localhost:8443/_sandbox/advance?seconds=600'",
     },
   })
   for _, o in ipairs(_M.OPTIONS) do

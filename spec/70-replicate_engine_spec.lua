@@ -350,3 +350,85 @@ describe("replicate (kill -9 and many divisions)", function()
     sb:stop()
   end)
 end)
+
+describe("exactonline replicate (the command)", function()
+  local sb, home, env, dir
+
+  setup(function()
+    local small = {}
+    for _, name in ipairs(sbcat.sizable()) do small[name] = 30 end
+    sb = helpers.sandbox { divisions = 2, sizes = small }
+    sb:limits { minutely = 100000, daily = 100000 }
+    home = helpers.tmpdir()
+    dir = helpers.tmpdir()
+    env = cli.env_for(sb, home)
+    local res = cli.run(env, { "auth", "--redirect-url", sb:code() })
+    assert.are.equal(0, res.code, res.stderr)
+  end)
+
+  teardown(function()
+    if sb then sb:stop() end
+  end)
+
+  it("prints progress per division and entity, then rows and calls per division; exit 0", function()
+    local db = dir .. "/cli.db"
+    local res = cli.run(env, { "replicate", "--division", "all", "--to", db, "--progress" })
+    assert.are.equal(0, res.code, res.stderr)
+    for _, d in ipairs(codes(sb)) do
+      assert.matches("division " .. d .. ": crm/Accounts", res.stderr, 1, true)
+      assert.matches("\n" .. d .. "%s+crm/Accounts%s+30%s+0%s+0%s+done", res.stdout)
+      assert.matches("\n" .. d .. "%s+12%s+%d+%s+done", res.stdout) -- calls used, calls left today
+    end
+    assert.matches("calls used%s+calls left today", res.stdout)
+  end)
+
+  it("serialises two runs at once against one database: both succeed, nothing twice", function()
+    local db = dir .. "/two.db"
+    local args = { "replicate", "--division", "all", "--to", "sqlite:" .. db, "--no-progress" }
+    local a, b = cli.spawn(env, args), cli.spawn(env, args)
+    assert.are.equal(0, a.wait(), a.stderr)
+    assert.are.equal(0, b.wait(), b.stderr)
+    local R = assert(dbmod.open("sqlite:" .. db))
+    assert_equal(sb, R, codes(sb), false)
+    R:close()
+  end)
+
+  it("names a division the user cannot reach and an unknown entity; the reachable division is kept", function()
+    local db = dir .. "/lost.db"
+    local res = cli.run(env, { "replicate", "crm/Accounts", "--division", sb.division .. ",9999999", "--to", db })
+    assert.are.equal(1, res.code)
+    assert.matches("division 9999999", res.stderr, 1, true)
+    assert.matches("WrongDivision", res.stderr, 1, true)
+    assert.matches("everything committed before the failure is kept", res.stderr, 1, true)
+    local R = assert(dbmod.open("sqlite:" .. db))
+    assert.are.equal(30, R:count(catalog.lookup("crm/Accounts"), sb.division))
+    R:close()
+    res = cli.run(env, { "replicate", "crm/Nope", "--to", db })
+    assert.are.equal(2, res.code)
+    assert.matches("no entity 'crm/Nope'", res.stderr, 1, true)
+    assert.matches("crm/Accounts", res.stderr, 1, true)
+    res = cli.run(env, { "replicate", "--division", "one", "--to", db })
+    assert.are.equal(2, res.code)
+    res = cli.run(env, { "replicate", "--to", dir .. "/exact.txt" })
+    assert.are.equal(1, res.code)
+    assert.matches("cannot tell which database", res.stderr, 1, true)
+  end)
+
+  it("exits 3 when a division's daily budget is spent, saying when to run again", function()
+    local db = dir .. "/paused.db"
+    local probe = assert(exactonline.new(sb:client_config { store = exactonline.file_store(
+      home .. "/config/exactonline/tokens.json"), division = sb.division }))
+    assert(probe:get("crm/Accounts", { ["$top"] = 1 }))
+    local used = 100000 - probe:rate_limits().daily_remaining
+    probe:close()
+    sb:limits { daily = used + 3 }
+    local res = cli.run(env, { "replicate", "--division", tostring(sb.division), "--to", db })
+    assert.are.equal(3, res.code, res.stderr)
+    assert.matches("paused", res.stdout)
+    assert.matches("daily API budget of division " .. sb.division, res.stderr, 1, true)
+    assert.matches("resets %d%d%d%d%-%d%d%-%d%d 00:00 UTC", res.stderr)
+    sb:limits { daily = 100000 }
+    res = cli.run(env, { "replicate", "--division", tostring(sb.division), "--to", db })
+    assert.are.equal(0, res.code, res.stderr)
+  end)
+end)

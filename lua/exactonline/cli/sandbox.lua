@@ -15,6 +15,7 @@ _M.OPTIONS = {
   { "--client-id", "ID", "the sandbox app's client id" },
   { "--client-secret", "S", "the sandbox app's client secret" },
   { "--redirect-uri", "URI", "the sandbox app's registered redirect URI" },
+  { "--webhook-secret", "S", "the sandbox app's webhook secret (HashCode of deliveries)" },
   { "--division", "N", "the first division's number", number = true },
   { "--divisions", "N", "how many divisions the user has (N, N+1, …; default 2)", number = true },
   { "--accounts", "N", "how many accounts each holds (as --size accounts=N)", number = true },
@@ -66,6 +67,7 @@ function _M.run(args)
   -- the sandbox's own made-up secret: printing it is the point of this command
   out:write("  client secret:  ", info.client_secret, "\n")
   out:write("  redirect URI:   ", info.redirect_uri, "\n")
+  out:write("  webhook secret: ", info.webhook_secret, "\n")
   out:write("  division:       ", tostring(info.division), "  (", tostring(info.accounts), " accounts)",
     info.divisions > 1 and ("  and " .. (info.divisions - 1) .. " more: " .. (info.division + 1) .. "…" ..
       (info.division + info.divisions - 1)) or "", "\n")

@@ -14,6 +14,11 @@ local tostring, tonumber, type, ipairs, pairs = tostring, tonumber, type, ipairs
 
 local _M = {}
 
+-- every change (REST write, XML upload, /_sandbox/change) is offered to the webhook subscriptions
+function change.notify(div, e, rows, action, the_app)
+  require("exactonline.sandbox.webhooks").notify(the_app, _M, div, e, rows, action)
+end
+
 local state = ngx.shared.eo_sandbox_state
 local app -- exactonline.sandbox.app, set per request
 

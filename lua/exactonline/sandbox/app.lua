@@ -25,7 +25,8 @@ _M.REFRESH_TTL = 30 * 86400
 
 _M.STATS = { "token_calls", "code_exchanges", "refreshes", "refresh_attempts", "old_refresh_used",
              "too_early", "refresh_expired", "invalid_grant", "invalid_client", "codes_issued",
-             "api_calls", "unauthorized", "rate_limited", "faults_served", "xml_calls" }
+             "api_calls", "unauthorized", "rate_limited", "faults_served", "xml_calls",
+             "webhook_subscriptions", "webhook_deliveries", "webhook_failures" }
 
 function _M.init(path)
   settings = dofile(path)
@@ -356,6 +357,12 @@ local function control(path)
         if not n or n <= 0 then return json_reply(400, { error = k .. " must be a positive number" }) end
         state:set("cfg:" .. k, n)
       end
+    end
+    if args.webhook_delay then
+      -- the first retry delay of a failed webhook delivery (then doubling, up to 10 tries)
+      local n = tonumber(args.webhook_delay)
+      if not n or n <= 0 then return json_reply(400, { error = "webhook_delay must be a positive number" }) end
+      state:set("cfg:webhook_delay", n)
     end
     if args.clock_offset then
       -- the sandbox clock = real time + offset (seconds; negative: behind): its Date header, tokens, limits

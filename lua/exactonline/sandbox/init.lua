@@ -8,6 +8,7 @@ local _M = {}
 _M.defaults = {
   client_id = "3c2b8a6e-91d4-4f57-b0e2-6d4a1f9c7e35",
   client_secret = "sandbox-secret-7Gq2Lw9Xv4",
+  webhook_secret = "sandbox-webhook-secret-K3v9Pq",
   redirect_uri = "https://localhost/callback",
   division = 3167822,
   divisions = 2,
@@ -243,6 +244,7 @@ function _M.prepare(opts)
     port = port,
     client_id = opts.client_id or d.client_id,
     client_secret = opts.client_secret or d.client_secret,
+    webhook_secret = opts.webhook_secret or d.webhook_secret,
     redirect_uri = opts.redirect_uri or d.redirect_uri,
     division = tonumber(opts.division) or d.division,
     divisions = tonumber(opts.divisions) or d.divisions,
@@ -285,7 +287,7 @@ function _M.prepare(opts)
 
   local settings = {
     apps = { { client_id = info.client_id, client_secret = info.client_secret,
-               redirect_uri = info.redirect_uri, name = "Sandbox app" } },
+               redirect_uri = info.redirect_uri, webhook_secret = info.webhook_secret, name = "Sandbox app" } },
     division = info.division,
     divisions = info.divisions,
     sizes = info.sizes,
@@ -307,8 +309,10 @@ function _M.prepare(opts)
   local listen = "listen 127.0.0.1:" .. port .. (info.tls_dir and " ssl" or "") .. ";"
   local tls = ""
   if info.tls_dir then
-    tls = ("    ssl_certificate %s;\n    ssl_certificate_key %s;\n    ssl_protocols TLSv1.2 TLSv1.3;\n")
-      :format(info.tls_dir .. "/server.pem", info.tls_dir .. "/server.key")
+    tls = ("    ssl_certificate %s;\n    ssl_certificate_key %s;\n    ssl_protocols TLSv1.2 TLSv1.3;\n" ..
+      -- webhook deliveries to an https callback on this machine trust the sandbox's own CA
+      "    lua_ssl_trusted_certificate %s;\n    lua_ssl_verify_depth 2;\n")
+      :format(info.tls_dir .. "/server.pem", info.tls_dir .. "/server.key", info.cafile)
   end
   local t = prefix .. "/tmp"
   local conf = table.concat({

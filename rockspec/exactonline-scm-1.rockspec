@@ -51,6 +51,7 @@ build = {
     ["exactonline.sandbox.app"] = "lua/exactonline/sandbox/app.lua",
     ["exactonline.sandbox.catalog"] = "lua/exactonline/sandbox/catalog.lua",
     ["exactonline.sandbox.change"] = "lua/exactonline/sandbox/change.lua",
+    ["exactonline.sandbox.control"] = "lua/exactonline/sandbox/control.lua",
     ["exactonline.sandbox.faults"] = "lua/exactonline/sandbox/faults.lua",
     ["exactonline.sandbox.gen"] = "lua/exactonline/sandbox/gen.lua",
     ["exactonline.sandbox"] = "lua/exactonline/sandbox/init.lua",

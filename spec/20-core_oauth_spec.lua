@@ -129,15 +129,12 @@ describe("core against the sandbox: OAuth", function()
         "c:close()",
         "=c",
       }, "\n") .. "\n"
-      local out_file = os.tmpname()
+      local out_file = helpers.tmpdir() .. "/repl.out"
       local f = io.popen(env .. helpers.lua_env() .. " " .. helpers.lua() .. " -i > " .. helpers.quote(out_file) ..
         " 2>&1", "w")
       f:write(script)
       f:close()
-      local r = io.open(out_file)
-      local out = r:read("*a")
-      r:close()
-      os.remove(out_file)
+      local out = helpers.read(out_file)
       local lines = {}
       for line in out:gmatch("exactonline%.Client[^\n]*") do lines[#lines + 1] = line end
       assert.equal(3, #lines, out)

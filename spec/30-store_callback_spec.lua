@@ -95,20 +95,11 @@ describe("callback stores", function()
     local path = dir .. "/held/tokens.json"
     local c = assert(exactonline.new(sb:client_config { store = exactonline.file_store(path, { lock_timeout = 0.3 }) }))
     assert(c:exchange(sb:code()))
-    local marker = dir .. "/held-marker"
-    local cmd, done = proc.script(([[
-      local s = require("exactonline.file_store").new(%q)
-      assert(s.lock(5))
-      io.open(%q, "w"):close()
-      while true do os.execute("sleep 1") end
-    ]]):format(path, marker))
-    local pid = proc.spawn(cmd)
-    assert.is_true(proc.wait_for(marker, 20), "child never took the lock")
+    local holder = proc.lock_holder(("local s = require('exactonline.file_store').new(%q)"):format(path))
     local calls = sb:stats().token_calls
     sb:advance(600)
     local res, err = c:get("/api/v1/current/Me")
-    proc.kill9(pid)
-    done()
+    holder.kill9()
     assert.is_nil(res)
     assert.are.equal("store", err.kind)
     assert.are.equal("lock_timeout", err.code)

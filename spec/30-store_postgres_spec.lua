@@ -36,9 +36,10 @@ describe("postgres store", function()
     return s
   end
 
-  local function child(code)
-    return proc.script(("local s = require('exactonline.stores.postgres').new{ conninfo = %q, key = %q }\n")
-      :format(pg.conninfo, "shared") .. code)
+  -- Lua for a child process: `s`, a store on the "shared" key
+  local function shared_store_code()
+    return ("local s = require('exactonline.stores.postgres').new{ conninfo = %q, key = %q }\n")
+      :format(pg.conninfo, "shared")
   end
 
   it("creates its table, loads nothing for a new key, saves and loads a pair", function()
@@ -90,7 +91,7 @@ describe("postgres store", function()
     local s = new_store { key = "shared" }
     assert.is_true(s.save(pair(10)))
     -- a child loads what we saved, saves a newer pair and tries to save an older one
-    local cmd, done = child([[
+    local cmd, done = proc.script(shared_store_code() .. [[
       local t = assert(s.load())
       assert(s.lock(5))
       assert(s.save({ access_token = "A20", refresh_token = "R20", expires_at = 1620, obtained_at = 1020,
@@ -114,21 +115,14 @@ describe("postgres store", function()
 
   it("lock: a second process times out with a clear error; kill -9 of the holder releases it", function()
     local s = new_store { key = "shared" }
-    local marker = dir .. "/pg-locked"
-    local cmd, done = child(([[
-      assert(s.lock(5))
-      io.open(%q, "w"):close()
-      while true do os.execute("sleep 1") end
-    ]]):format(marker))
-    local pid = proc.spawn(cmd)
-    assert.is_true(proc.wait_for(marker, 20), "child never took the lock")
+    local holder = proc.lock_holder(shared_store_code())
     local ok, err = s.lock(0.3)
     assert.is_nil(ok)
     assert.are.equal("lock_timeout", err.code)
     assert.is_truthy(tostring(err):find("another process holds the lock", 1, true), tostring(err))
     -- saving does not need the lock and still works
     assert.is_true(s.save(pair(30)))
-    proc.kill9(pid)
+    holder.kill9()
     assert.is_true(s.lock(10))
     -- a second lock() from the same store is a clear error, unlock is safe twice
     local ok2, err2 = s.lock(1)
@@ -137,7 +131,6 @@ describe("postgres store", function()
     s.unlock()
     s.unlock()
     assert.is_true(new_store { key = "shared" }.lock(1))
-    done()
   end)
 
   it("four processes incrementing under the lock never lose an update", function()

@@ -180,9 +180,7 @@ describe("exactonline token and refresh", function()
   local sb = helpers.use_sandbox {}
   local dir, env
   before_each(function()
-    dir = helpers.tmpdir()
-    env = cli.env_for(sb, dir)
-    assert.are.equal(0, cli.run(env, { "auth", "--redirect-url", sb:code() }).code)
+    dir, env = cli.authorized_home(sb)
   end)
 
   local function shift(fields, seconds)

@@ -52,11 +52,10 @@ local function examples_of(name)
 end
 
 describe("every command's --help examples, against a sandbox", function()
-  local sb, dir, env, bin, client
+  local sb = helpers.use_sandbox { accounts = 1200, limits = { minutely = 100000, daily = 100000 }, reset = false }
+  local dir, env, bin, client
 
   setup(function()
-    sb = helpers.sandbox { accounts = 1200 }
-    sb:limits { minutely = 100000, daily = 100000 }
     dir = helpers.tmpdir()
     env = cli.env_for(sb, dir, { HOME = dir .. "/home" })
     -- the control token the sandboxes these examples start take (and the curl examples send)
@@ -72,8 +71,6 @@ describe("every command's --help examples, against a sandbox", function()
   end)
   teardown(function()
     if client then client:close() end
-    if sb then sb:stop() end
-    helpers.sh("rm -rf " .. q(dir))
   end)
 
   -- sh -c EXAMPLE in a work folder, with the user's environment --> code, stdout, stderr

@@ -30,10 +30,7 @@ describe("exactonline export", function()
   local dir, env
 
   setup(function()
-    dir = helpers.tmpdir()
-    env = cli.env_for(sb, dir)
-    local res = cli.run(env, { "auth", "--redirect-url", sb:code() })
-    assert.are.equal(0, res.code, res.stderr)
+    dir, env = cli.authorized_home(sb)
   end)
 
   local function api_calls()
@@ -51,13 +48,25 @@ describe("exactonline export", function()
     return nil
   end
 
-  local function wait_for_partial(path, pid, nonempty)
+  -- the temp file once it holds something
+  local function wait_for_partial(path, pid)
     for _ = 1, 200 do
       local p = partial_of(path, pid)
-      if p and (not nonempty or #(helpers.read(p) or "") > 0) then return p end
+      if p and #(helpers.read(p) or "") > 0 then return p end
       helpers.sh("sleep 0.05")
     end
     return partial_of(path, pid)
+  end
+
+  -- an export to dir/NAME in the background whose first `slow` pages take a second each, once its temp file
+  -- holds a page: csv, the spawned CLI (h.pid, h.wait()), the temp file
+  local function slow_export(name, slow)
+    local csv = dir .. "/" .. name
+    sb:fault("slow", slow, { seconds = 1 })
+    local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
+    local partial = wait_for_partial(csv, h.pid)
+    assert.is_string(partial, "the export never wrote its temp file beside " .. csv)
+    return csv, h, partial
   end
 
   it("writes 10 000 accounts as RFC 4180 CSV that Python reads back row for row, through the bulk endpoint", function()
@@ -148,11 +157,7 @@ describe("exactonline export", function()
   end)
 
   it("leaves no file when the sandbox fails mid-export, and exits non-zero", function()
-    local csv = dir .. "/broken.csv"
-    sb:fault("slow", 2, { seconds = 1 })
-    local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
-    local partial = wait_for_partial(csv, h.pid, true)
-    assert.is_string(partial, "no temp file beside " .. csv)
+    local csv, h, partial = slow_export("broken.csv", 2)
     assert.is_true(#(helpers.read(partial) or "") > 0, "the first page was written to the temp file")
     sb:fault("truncate", 5)
     local code = h.wait()
@@ -164,11 +169,7 @@ describe("exactonline export", function()
   end)
 
   it("leaves no file when interrupted (Ctrl-C)", function()
-    local csv = dir .. "/interrupted.csv"
-    sb:fault("slow", 3, { seconds = 1 })
-    local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
-    local partial = wait_for_partial(csv, h.pid, true)
-    assert.is_string(partial, "no temp file beside " .. csv)
+    local csv, h, partial = slow_export("interrupted.csv", 3)
     helpers.sh("kill -INT " .. h.pid)
     local code = h.wait()
     assert.are.equal(130, code, h.stderr)
@@ -177,11 +178,7 @@ describe("exactonline export", function()
   end)
 
   it("removes the partial file an export killed with -9 left, at the next export to that file", function()
-    local csv = dir .. "/killed.csv"
-    sb:fault("slow", 3, { seconds = 1 })
-    local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
-    local partial = wait_for_partial(csv, h.pid, true)
-    assert.is_string(partial, "the export never wrote its temp file")
+    local csv, h, partial = slow_export("killed.csv", 3)
     helpers.sh("kill -9 " .. h.pid)
     assert.are.equal(137, h.wait())
     sb:fault("slow", 0)

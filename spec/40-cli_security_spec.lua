@@ -17,12 +17,9 @@ local function browser(sb, url)
 end
 
 describe("exactonline's config file", function()
-  local sb, dir, env, folder, path
-
-  setup(function() sb = helpers.sandbox {} end)
-  teardown(function() if sb then sb:stop() end end)
+  local sb = helpers.use_sandbox {}
+  local dir, env, folder, path
   before_each(function()
-    sb:reset()
     dir = helpers.tmpdir()
     env = cli.env_for(sb, dir, { EXACT_CLIENT_ID = false })
     folder = dir .. "/config/exactonline"
@@ -31,7 +28,6 @@ describe("exactonline's config file", function()
     helpers.write(path, ("return { client_id = %q }"):format(sb.client_id))
     helpers.sh("chmod 600 " .. q(path))
   end)
-  after_each(function() helpers.sh("rm -rf " .. q(dir)) end)
 
   local function auth()
     return cli.run(env, { "auth", "--redirect-url", sb:code() })
@@ -91,15 +87,9 @@ describe("exactonline's config file", function()
 end)
 
 describe("the client secret", function()
-  local sb, dir
-
-  setup(function() sb = helpers.sandbox {} end)
-  teardown(function() if sb then sb:stop() end end)
-  before_each(function()
-    sb:reset()
-    dir = helpers.tmpdir()
-  end)
-  after_each(function() helpers.sh("rm -rf " .. q(dir)) end)
+  local sb = helpers.use_sandbox {}
+  local dir
+  before_each(function() dir = helpers.tmpdir() end)
 
   it("given as --client-secret works but warns that ps shows it", function()
     local res = cli.run(cli.env_for(sb, dir, { EXACT_CLIENT_SECRET = false }),
@@ -150,15 +140,9 @@ describe("the client secret", function()
 end)
 
 describe("exactonline auth", function()
-  local sb, dir
-
-  setup(function() sb = helpers.sandbox {} end)
-  teardown(function() if sb then sb:stop() end end)
-  before_each(function()
-    sb:reset()
-    dir = helpers.tmpdir()
-  end)
-  after_each(function() helpers.sh("rm -rf " .. q(dir)) end)
+  local sb = helpers.use_sandbox {}
+  local dir
+  before_each(function() dir = helpers.tmpdir() end)
 
   it("prints what came from outside without terminal escape sequences", function()
     local res = cli.run(cli.env_for(sb, dir), { "auth", "--redirect-url",
@@ -171,16 +155,11 @@ describe("exactonline auth", function()
 end)
 
 describe("exactonline auth --listen on https://localhost", function()
-  local sb, dir, port, redirect
-
-  setup(function()
-    port = helpers.free_port()
-    redirect = "https://localhost:" .. port .. "/callback"
-    sb = helpers.sandbox { redirect_uri = redirect }
-  end)
-  teardown(function() if sb then sb:stop() end end)
+  local port = helpers.free_port()
+  local redirect = "https://localhost:" .. port .. "/callback"
+  local sb = helpers.use_sandbox { redirect_uri = redirect, reset = false }
+  local dir
   before_each(function() dir = helpers.tmpdir() end)
-  after_each(function() helpers.sh("rm -rf " .. q(dir)) end)
 
   local function get(url, extra)
     return helpers.http("GET", url, { extra = "-k -g " .. (extra or ""), timeout = 20 })
@@ -278,17 +257,11 @@ describe("exactonline auth --listen on https://localhost", function()
 end)
 
 describe("exactonline export's files", function()
-  local sb, dir, env
+  local sb = helpers.use_sandbox { accounts = 300, reset = false }
+  local dir, env
 
   setup(function()
-    sb = helpers.sandbox { accounts = 300 }
-    dir = helpers.tmpdir()
-    env = cli.env_for(sb, dir)
-    assert.are.equal(0, cli.run(env, { "auth", "--redirect-url", sb:code() }).code)
-  end)
-  teardown(function()
-    if sb then sb:stop() end
-    helpers.sh("rm -rf " .. q(dir))
+    dir, env = cli.authorized_home(sb)
   end)
 
   local function mode(path)

@@ -59,6 +59,16 @@ function _M.run(env, args, opts)
   return res
 end
 
+--- A fresh temp home (XDG_CONFIG_HOME under it) authorized against the sandbox by `exactonline auth
+-- --redirect-url CODE`: --> dir, env (as env_for)
+function _M.authorized_home(sb)
+  local dir = helpers.tmpdir()
+  local env = _M.env_for(sb, dir)
+  local res = _M.run(env, { "auth", "--redirect-url", sb:code() })
+  assert(res.code == 0, "exactonline auth failed: " .. res.stderr)
+  return dir, env
+end
+
 --- Start the CLI in the background: --> { pid = …, wait = function() --> code end, dir = … }
 function _M.spawn(env, args)
   local dir = helpers.tmpdir()

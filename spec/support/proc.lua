@@ -16,6 +16,17 @@ function _M.script(code)
   return helpers.lua() .. " " .. q(path), function() os_remove(path) end
 end
 
+--- A child process that takes a store's lock and holds it until killed. `store_code` is Lua that makes the
+-- store as `s`. Waits until the lock is taken. --> a handle: holder.pid, holder.kill9()
+function _M.lock_holder(store_code)
+  local marker = helpers.tmpdir() .. "/locked"
+  local cmd, done = _M.script(store_code .. ("\nassert(s.lock(5))\nio.open(%q, 'w'):close()\n"):format(marker)
+    .. "while true do os.execute('sleep 1') end\n")
+  local pid = _M.spawn(cmd)
+  assert(_M.wait_for(marker, 20), "the child never took the lock")
+  return { pid = pid, kill9 = function() _M.kill9(pid); done() end }
+end
+
 --- Start a command in the background: its pid.
 function _M.spawn(cmd)
   local f = assert(io_popen("(" .. cmd .. ") >/dev/null 2>&1 & echo $!"))

@@ -362,10 +362,6 @@ describe("file store: whose folder and files (issue 17, issue 18)", function()
     path = tokens_dir .. "/tokens.json"
   end)
 
-  after_each(function()
-    helpers.rm_rf(dir)
-  end)
-
   local function owner_of(p)
     local ok, out = helpers.sh("stat -c %U " .. q(p))
     assert(ok, out)

@@ -9,14 +9,12 @@ local q = helpers.quote
 local SELECT = "ID,Code,Name,City"
 
 describe("exactonline export --resume", function()
-  local sb, dir, env, reference
+  -- 5 bulk pages of 1000
+  local sb = helpers.use_sandbox { accounts = 5000, limits = { minutely = 100000, daily = 100000 }, reset = false }
+  local dir, env, reference
 
   setup(function()
-    sb = helpers.sandbox { accounts = 5000 } -- 5 bulk pages of 1000
-    sb:limits { minutely = 100000, daily = 100000 }
-    dir = helpers.tmpdir()
-    env = cli.env_for(sb, dir)
-    assert.are.equal(0, cli.run(env, { "auth", "--redirect-url", sb:code() }).code)
+    dir, env = cli.authorized_home(sb)
     -- `exactonline` on PATH, to run the printed command exactly as printed
     helpers.sh("mkdir -p " .. q(dir .. "/bin"))
     helpers.write(dir .. "/bin/exactonline", "#!/bin/sh\nexec " .. helpers.lua() .. " "
@@ -26,7 +24,6 @@ describe("exactonline export --resume", function()
     assert.are.equal(0, res.code, res.stderr)
     reference = helpers.read(dir .. "/reference.csv")
   end)
-  teardown(function() if sb then sb:stop() end end)
 
   -- API calls that fetched a page: not a 401 (the day-old access token, refreshed) nor a 429
   local function calls()

@@ -10,16 +10,8 @@ local cjson = require "cjson"
 local q = helpers.quote
 
 describe("nginx workers running as nobody, tokens authorized by root", function()
-  local sb, app, dir, tokens_dir, path
-
-  setup(function()
-    sb = helpers.sandbox{ accounts = 4 }
-  end)
-
-  teardown(function()
-    if app then app:stop() end
-    if sb then sb:stop() end
-  end)
+  local sb = helpers.use_sandbox{ accounts = 4, reset = false }
+  local app, dir, tokens_dir, path
 
   local function owner_of(p)
     local _, out = helpers.sh("stat -c %U " .. q(p))

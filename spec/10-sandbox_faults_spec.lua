@@ -4,18 +4,10 @@
 local helpers = require "helpers"
 
 describe("sandbox faults", function()
-  local sb, token, div
-  setup(function()
-    sb = helpers.sandbox{ accounts = 1200 }
-    div = sb.division
-  end)
-  teardown(function()
-    sb:stop()
-  end)
+  local sb = helpers.use_sandbox{ accounts = 1200, reset = { data = true }, limits = { window = 1e6 } }
+  local token, div
   before_each(function()
-    sb:reset{ data = true }
-    sb:limits{ window = 1e6 }
-    token = sb:tokens().access_token
+    div, token = sb.division, sb:tokens().access_token
   end)
 
   local function raw_get(path, timeout)

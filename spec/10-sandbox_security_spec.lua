@@ -4,21 +4,10 @@
 local helpers = require "helpers"
 local runner = require "exactonline.sandbox"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  return tonumber(out:match("rc=(%d+)%s*$")), (out:gsub("rc=%d+%s*$", ""))
-end
+local q, sh = helpers.quote, helpers.sh
 
 describe("sandbox security", function()
-  local sb
-  setup(function()
-    sb = helpers.sandbox{ accounts = 5 }
-  end)
-  teardown(function()
-    sb:stop()
-  end)
+  local sb = helpers.use_sandbox{ accounts = 5, reset = false }
 
   describe("control token", function()
     it("is required on every /_sandbox/ call, and must be the right one", function()
@@ -52,17 +41,17 @@ describe("sandbox security", function()
       assert.truthy(a.control_token:match("^%x+$"))
       assert.equal(32, #a.control_token)
       assert.are_not.equal(a.control_token, b.control_token)
-      local rc, out = sh(helpers.lua_env() .. " EXACTONLINE_SANDBOX_TOKEN=from-env " .. helpers.lua() ..
+      local ok, out = sh(helpers.lua_env() .. " EXACTONLINE_SANDBOX_TOKEN=from-env " .. helpers.lua() ..
         " -e 'local r = require \"exactonline.sandbox\"; local i = assert(r.prepare{ port = 1 }); " ..
         "print(i.control_token); r.stop(i)'")
-      assert.equal(0, rc, out)
+      assert.is_true(ok, out)
       assert.equal("from-env\n", out)
       -- and it never appears in the nginx config or its arguments, only in the 0600 settings file
       local c = assert(runner.prepare{ port = helpers.free_port() })
       local f = assert(io.open(c.conf))
       local conf = f:read("*a")
       f:close()
-      local _, mode = sh("stat -c %a " .. helpers.quote(c.prefix .. "/sandbox.lua"))
+      local _, mode = sh("stat -c %a " .. q(c.prefix .. "/sandbox.lua"))
       runner.stop(c)
       assert.is_nil(conf:find(c.control_token, 1, true))
       assert.equal("600\n", mode)
@@ -117,31 +106,29 @@ describe("sandbox security", function()
     it("is created fresh with mode 0700 when missing", function()
       local dir = helpers.tmpdir() .. "/new/tls"
       assert(runner.ensure_tls(dir))
-      local _, mode = sh("stat -c %a " .. helpers.quote(dir))
+      local _, mode = sh("stat -c %a " .. q(dir))
       assert.equal("700\n", mode)
-      assert.equal(0, (sh("openssl verify -CAfile " .. helpers.quote(dir .. "/ca.pem") .. " " ..
-        helpers.quote(dir .. "/server.pem"))))
+      assert.is_true((sh("openssl verify -CAfile " .. q(dir .. "/ca.pem") .. " " .. q(dir .. "/server.pem"))))
     end)
 
     it("is refused when others may write it, even with a complete set of files in it", function()
       local dir = helpers.tmpdir() .. "/open"
       assert(runner.ensure_tls(dir))
-      sh("chmod 777 " .. helpers.quote(dir))
+      sh("chmod 777 " .. q(dir))
       local ok, err = runner.ensure_tls(dir)
       assert.is_nil(ok)
       assert.truthy(err:find("writable by others", 1, true), err)
       local info, perr = runner.prepare{ port = helpers.free_port(), tls_dir = dir }
       assert.is_nil(info)
       assert.truthy(perr:find(dir, 1, true))
-      sh("chmod 770 " .. helpers.quote(dir))
+      sh("chmod 770 " .. q(dir))
       assert.is_nil((runner.ensure_tls(dir)))
     end)
 
     it("is refused when it belongs to another user", function()
       local dir = helpers.tmpdir() .. "/theirs"
       assert(runner.ensure_tls(dir))
-      local rc = sh("chown nobody " .. helpers.quote(dir))
-      if rc ~= 0 then
+      if not sh("chown nobody " .. q(dir)) then
         -- not root: a folder we cannot give away; /tmp itself belongs to root (and is writable by all)
         dir = "/tmp"
       end
@@ -153,7 +140,7 @@ describe("sandbox security", function()
     it("is refused when it is a symbolic link", function()
       local base = helpers.tmpdir()
       assert(runner.ensure_tls(base .. "/real"))
-      sh("ln -s " .. helpers.quote(base .. "/real") .. " " .. helpers.quote(base .. "/link"))
+      sh("ln -s " .. q(base .. "/real") .. " " .. q(base .. "/link"))
       local ok, err = runner.ensure_tls(base .. "/link")
       assert.is_nil(ok)
       assert.truthy(err:find("not a folder", 1, true), err)

@@ -346,22 +346,15 @@ describe("replicate (kill -9 and many divisions)", function()
 end)
 
 describe("exactonline replicate (the command)", function()
-  local sb, home, env, dir
+  local small = {}
+  for _, name in ipairs(sbcat.sizable()) do small[name] = 30 end
+  local sb = helpers.use_sandbox { divisions = 2, sizes = small, limits = { minutely = 100000, daily = 100000 },
+    reset = false }
+  local home, env, dir
 
   setup(function()
-    local small = {}
-    for _, name in ipairs(sbcat.sizable()) do small[name] = 30 end
-    sb = helpers.sandbox { divisions = 2, sizes = small }
-    sb:limits { minutely = 100000, daily = 100000 }
-    home = helpers.tmpdir()
     dir = helpers.tmpdir()
-    env = cli.env_for(sb, home)
-    local res = cli.run(env, { "auth", "--redirect-url", sb:code() })
-    assert.are.equal(0, res.code, res.stderr)
-  end)
-
-  teardown(function()
-    if sb then sb:stop() end
+    home, env = cli.authorized_home(sb)
   end)
 
   it("prints progress per division and entity, then rows and calls per division; exit 0", function()

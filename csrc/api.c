@@ -79,7 +79,7 @@ static int header_num(lua_State *L, int idx, const char *name, double *out) {
     int ok = 0;
     if (s) {
         v = strtod(s, &end);
-        ok = end != s;
+        ok = end != s && eo_within(v, 0, 1e15); /* "nan", "1e999", "-5": not a limit or a time */
     }
     lua_pop(L, 1);
     if (ok) *out = v;
@@ -123,7 +123,7 @@ static int api_rate_limits(lua_State *L) {
 /* rate_wait(now, after_429) -> seconds to wait (0: go) | nil, rate_limit error */
 static int api_rate_wait(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
-    double now = luaL_checknumber(L, 2), wait = 0;
+    double now = eo_checktime(L, 2), wait = 0;
     int after_429 = lua_toboolean(L, 3);
     const char *msg;
     if (c->rl_day_remaining == 0 && (c->rl_day_reset > now || (after_429 && c->rl_last_day))) {
@@ -460,7 +460,10 @@ static int api_absorb(lua_State *L) {
     expect_json = lua_isnoneornil(L, 3) || lua_toboolean(L, 3); /* false only for the XML API */
     lua_settop(L, 2);
     lua_getfield(L, 2, "status");
-    status = (long)luaL_optinteger(L, -1, 0);
+    status = (long)eo_optwhole(L, -1, 100, 999, 0);
+    if (!status)
+        return eo_fail(L, "decode", 0, "bad_status", "the transport's answer carries no HTTP status", NULL,
+                       "a transport answers { status = 200, headers = {…}, body = \"…\" }");
     lua_getfield(L, 2, "headers");
     headers = lua_gettop(L);
     if (lua_istable(L, headers)) {

@@ -112,13 +112,19 @@ static char *opt_copy(lua_State *L, const char *k) {
     return copy;
 }
 
-static double opt_number(lua_State *L, const char *k, double dflt, double min) {
+/* config[k] as a number from min to max (whole when asked); NaN, infinities and anything out of
+ * range raise: converting them to an integer or a libcurl long would be undefined behaviour. */
+static double opt_number(lua_State *L, const char *k, double dflt, double min, double max, int whole) {
     double v = dflt;
     int t = eo_getfield(L, 1, k);
     if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
     else if (t != LUA_TNIL) luaL_error(L, "exactonline.new: config.%s must be a number", k);
     lua_pop(L, 1);
-    if (v < min) luaL_error(L, "exactonline.new: config.%s must be at least %f", k, min);
+    if (!eo_within(v, min, max) || (whole && v != floor(v))) {
+        char range[96];
+        snprintf(range, sizeof range, "%s from %.15g to %.15g", whole ? "a whole number" : "a number", min, max);
+        luaL_error(L, "exactonline.new: config.%s must be %s (got %f)", k, range, v);
+    }
     return v;
 }
 
@@ -154,10 +160,11 @@ static void fill(lua_State *L, eo_client *c) {
     c->cafile = opt_copy(L, "cafile");
     c->capath = opt_copy(L, "capath");
 
-    c->division = (lua_Integer)opt_number(L, "division", 0, 0);
-    c->timeout = opt_number(L, "timeout", 30, 0.001);
-    c->max_wait = opt_number(L, "max_wait", 120, 0);
-    c->max_response = (size_t)opt_number(L, "max_response_size", 64.0 * 1024 * 1024, 1024);
+    c->division = (lua_Integer)opt_number(L, "division", 0, 0, EO_MAX_WHOLE, 1);
+    c->timeout = opt_number(L, "timeout", 30, 0.001, EO_MAX_SECONDS, 0);
+    c->max_wait = opt_number(L, "max_wait", 120, 0, EO_MAX_SECONDS, 0);
+    c->max_response = (size_t)opt_number(L, "max_response_size", 64.0 * 1024 * 1024, 1024, 2147483647.0, 1);
+    c->max_pages = (lua_Integer)opt_number(L, "max_pages", EO_MAX_PAGES, 1, 1e9, 1);
     s = opt_string(L, "on_rate_limit");
     if (!s || strcmp(s, "wait") == 0) c->wait_on_rate_limit = 1;
     else if (strcmp(s, "error") == 0) c->wait_on_rate_limit = 0;
@@ -170,6 +177,7 @@ static int client_new(lua_State *L) {
     eo_client *c;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    if (eo_keylog_refused()) luaL_error(L, "exactonline.new: " EO_KEYLOG_MESSAGE "; " EO_KEYLOG_HINT);
     c = (eo_client *)lua_newuserdata(L, sizeof *c);
     memset(c, 0, sizeof *c);
     c->closed = 1; /* until filled: __gc of a half-built client frees only what it has */
@@ -231,6 +239,8 @@ static double tnum(lua_State *L, const char *k) {
     if (t == LUA_TNUMBER || (t == LUA_TSTRING && lua_isnumber(L, -1))) v = lua_tonumber(L, -1);
     else if (t != LUA_TNIL) luaL_error(L, "exactonline: tokens.%s must be a number", k);
     lua_pop(L, 1);
+    if (!eo_within(v, 0, EO_MAX_EPOCH))
+        luaL_error(L, "exactonline: tokens.%s must be epoch seconds (got %f)", k, v);
     return v;
 }
 
@@ -291,7 +301,7 @@ static int client_token_info(lua_State *L) {
 /* refresh_allowed(now) -> true | false, allowed_at: Exact refuses refreshes sooner than 570 s. */
 static int client_refresh_allowed(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
-    double now = luaL_checknumber(L, 2), at = c->obtained_at + EO_REFRESH_MIN_AGE;
+    double now = eo_checktime(L, 2), at = c->obtained_at + EO_REFRESH_MIN_AGE;
     if (c->obtained_at <= 0 || now >= at) {
         lua_pushboolean(L, 1);
         return 1;
@@ -304,7 +314,7 @@ static int client_refresh_allowed(lua_State *L) {
 /* refresh_due(now): only in the last 30 s of the access token's life, never earlier. */
 static int client_refresh_due(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
-    double now = luaL_checknumber(L, 2);
+    double now = eo_checktime(L, 2);
     lua_pushboolean(L, c->refresh_token && c->expires_at > 0 && now >= c->expires_at - EO_REFRESH_WINDOW &&
                            now >= c->obtained_at + EO_REFRESH_MIN_AGE);
     return 1;
@@ -321,8 +331,8 @@ static int client_holds(lua_State *L) {
 static int client_division_id(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     if (!lua_isnoneornil(L, 2)) {
-        lua_Integer d = luaL_checkinteger(L, 2);
-        luaL_argcheck(L, d > 0, 2, "a division is a positive number");
+        lua_Integer d = eo_optwhole(L, 2, 1, EO_MAX_WHOLE, 0);
+        luaL_argcheck(L, d > 0, 2, "a division is a positive whole number");
         c->division = d;
     }
     if (!c->division) return 0;
@@ -347,6 +357,10 @@ static int client_options(lua_State *L) {
     lua_setfield(L, -2, "on_rate_limit");
     lua_pushstring(L, c->origin);
     lua_setfield(L, -2, "origin");
+    lua_pushinteger(L, c->max_pages);
+    lua_setfield(L, -2, "max_pages");
+    lua_pushinteger(L, (lua_Integer)c->max_response);
+    lua_setfield(L, -2, "max_response_size");
     return 1;
 }
 

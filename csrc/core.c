@@ -3,12 +3,30 @@
 #include <pthread.h>
 #include "eo.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+/* Written once, under pthread_once, before any Lua state can read them. */
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result = CURLE_OK;
+static int keylog_at_init = 0;
 
-/* curl_global_init is not thread-safe: once per process, whatever number of Lua states load us. */
+static int env_set(const char *name) {
+    const char *v = getenv(name);
+    return v && *v;
+}
+
+/* curl_global_init is not thread-safe: once per process, whatever number of Lua states load us.
+ * libcurl opens $SSLKEYLOGFILE here (OpenSSL's keylog): remember whether it did. */
 static void init_curl(void) {
+    keylog_at_init = env_set("SSLKEYLOGFILE");
     curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int eo_keylog_refused(void) {
+    const char *allow = getenv("EXACTONLINE_ALLOW_KEYLOG");
+    if (allow && strcmp(allow, "1") == 0) return 0;
+    return keylog_at_init || env_set("SSLKEYLOGFILE");
 }
 
 EO_EXPORT int luaopen_exactonline_core(lua_State *L) {

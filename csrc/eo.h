@@ -21,6 +21,25 @@ EO_HIDDEN void eo_push_error(lua_State *L, const char *kind, long status, const 
 EO_HIDDEN int eo_fail(lua_State *L, const char *kind, long status, const char *code,
                       const char *message, const char *reason, const char *hint);
 
+/* Numbers crossing into C: is v from lo to hi? NaN and the infinities never are. */
+static inline int eo_within(double v, double lo, double hi) {
+    return v >= lo && v <= hi;
+}
+#define EO_MAX_SECONDS 86400.0        /* a timeout, wait or sleep longer than a day is a mistake */
+#define EO_MAX_EPOCH 1e11             /* epoch seconds past the year 5000 are a broken clock */
+#define EO_MAX_WHOLE 9007199254740992.0 /* 2^53: every whole number below is exact in a double */
+/* The number at idx as epoch seconds (a clock's reading); raises a clear error otherwise. */
+EO_HIDDEN double eo_checktime(lua_State *L, int idx);
+/* The number (or numeric string) at idx when it is a whole number from lo to hi; else dflt. */
+EO_HIDDEN lua_Integer eo_optwhole(lua_State *L, int idx, double lo, double hi, lua_Integer dflt);
+
+/* SSLKEYLOGFILE makes libcurl write every TLS session key to a file, so whoever reads it can decrypt
+ * the tokens and the client secret: the client refuses to run then, unless EXACTONLINE_ALLOW_KEYLOG=1. */
+EO_HIDDEN int eo_keylog_refused(void);
+#define EO_KEYLOG_MESSAGE "SSLKEYLOGFILE is set: libcurl would write this process's TLS session keys to " \
+    "that file, and anyone who reads it can decrypt the tokens and the client secret"
+#define EO_KEYLOG_HINT "unset SSLKEYLOGFILE, or set EXACTONLINE_ALLOW_KEYLOG=1 to debug TLS on purpose"
+
 /* Wipe secret bytes before memory is freed (OPENSSL_cleanse). */
 EO_HIDDEN void eo_wipe(void *p, size_t n);
 
@@ -61,6 +80,7 @@ EO_HIDDEN void eo_open_multi(lua_State *L);   /* multi.c:   many clients' transf
 #define EO_REFRESH_LIFETIME 2592000.0  /* 30 days for a refresh token */
 #define EO_REFRESH_MIN_AGE 570.0       /* Exact refuses a refresh sooner than this */
 #define EO_REFRESH_WINDOW 30.0         /* proactive refresh only in the last 30 s */
+#define EO_MAX_PAGES 100000            /* default config.max_pages: 100 million rows of 1000-row pages */
 
 typedef struct eo_buf {
     char *data;
@@ -79,6 +99,7 @@ typedef struct eo_client {
     int wait_on_rate_limit;
     char *cafile, *capath;
     size_t max_response;
+    lua_Integer max_pages; /* a listing (__next, TSPaging) stops with an error past this many pages */
     /* tokens (wiped on free) */
     char *access_token, *refresh_token;
     double expires_at, obtained_at, refresh_obtained_at;

@@ -1,5 +1,6 @@
 /* Error objects: plain tables {kind, status, code, message, reason, hint} with a
  * metatable whose __tostring reads well in a terminal. Never put a secret in one. */
+#include <math.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include "eo.h"
@@ -52,6 +53,22 @@ void eo_wipe(void *p, size_t n) {
     if (p && n) OPENSSL_cleanse(p, n);
 }
 
+double eo_checktime(lua_State *L, int idx) {
+    double v = luaL_checknumber(L, idx);
+    if (!eo_within(v, 0, EO_MAX_EPOCH))
+        luaL_error(L, "exactonline: the clock read %f: config.clock (or the transport's now) must return epoch "
+                      "seconds", v);
+    return v;
+}
+
+lua_Integer eo_optwhole(lua_State *L, int idx, double lo, double hi, lua_Integer dflt) {
+    double v;
+    if (!lua_isnumber(L, idx)) return dflt; /* a number, or a string holding one */
+    v = lua_tonumber(L, idx);
+    if (!eo_within(v, lo, hi) || v != floor(v)) return dflt;
+    return (lua_Integer)v;
+}
+
 /* Push t[k] and return it as a string (numbers are converted in that stack slot), or NULL when it is
  * absent or empty. The value stays on the stack: the pointer is only good while it is there. */
 static const char *field(lua_State *L, int t, const char *k) {
@@ -76,7 +93,7 @@ static int error_tostring(lua_State *L) {
     reason = field(L, 1, "reason");
     hint = field(L, 1, "hint");
     lua_getfield(L, 1, "status");
-    if (lua_isnumber(L, -1)) status = lua_tointeger(L, -1);
+    status = eo_optwhole(L, -1, 0, 999, 0);
     lua_pop(L, 1);
 
     luaL_buffinit(L, &b);
@@ -117,7 +134,7 @@ static int l_error(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     lua_getfield(L, 1, "status");
-    if (lua_isnumber(L, -1)) status = lua_tointeger(L, -1);
+    status = eo_optwhole(L, -1, 0, 999, 0);
     lua_pop(L, 1);
     kind = field(L, 1, "kind"); /* stack 2..6, kept until the error is made */
     code = field(L, 1, "code");

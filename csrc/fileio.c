@@ -47,6 +47,22 @@ static const char *errno_name(int e) {
     }
 }
 
+/* A file mode argument: a whole number from 0 to 07777 (optional). */
+static mode_t opt_mode(lua_State *L, int idx, mode_t dflt) {
+    lua_Integer m;
+    if (lua_isnoneornil(L, idx)) return dflt;
+    m = eo_optwhole(L, idx, 0, 07777, -1);
+    luaL_argcheck(L, m >= 0, idx, "a file mode from 0 to 07777");
+    return (mode_t)m;
+}
+
+/* An optional number of seconds from 0 to max (NaN would make a wait loop forever). */
+static double opt_seconds(lua_State *L, int idx, double dflt, double max) {
+    double v = luaL_optnumber(L, idx, dflt);
+    if (!eo_within(v, 0, max)) luaL_argerror(L, idx, lua_pushfstring(L, "seconds from 0 to %f", max));
+    return v;
+}
+
 /* nil, err where message = "<what> <path>: <strerror>" and code = the errno's name. */
 static int fail_errno(lua_State *L, int e, const char *what, const char *path) {
     char code[32];
@@ -133,7 +149,7 @@ static int l_atomic_write(lua_State *L) {
     size_t len, done = 0;
     const char *path = luaL_checkstring(L, 1);
     const char *data = luaL_checklstring(L, 2, &len);
-    mode_t mode = (mode_t)luaL_optinteger(L, 3, 0600);
+    mode_t mode = opt_mode(L, 3, 0600);
     const char *slash = strrchr(path, '/');
     const char *tmp = NULL;
     int fd = -1, e, tries;
@@ -260,7 +276,7 @@ isdir:
 static int l_mkdir_p(lua_State *L) {
     size_t len, i;
     const char *path = luaL_checklstring(L, 1, &len);
-    mode_t mode = (mode_t)luaL_optinteger(L, 2, 0700);
+    mode_t mode = opt_mode(L, 2, 0700);
     char buf[4096];
     struct stat st;
     if (len == 0) return luaL_argerror(L, 1, "empty path");
@@ -309,7 +325,7 @@ static int lock_tostring(lua_State *L) {
  * Polls LOCK_EX|LOCK_NB with short sleeps; a process that dies releases its lock with its fd. */
 static int l_flock(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    double timeout = luaL_optnumber(L, 2, 30);
+    double timeout = opt_seconds(L, 2, 30, EO_MAX_SECONDS);
     file_lock *lk;
     struct timespec start, now, nap = {0, 5 * 1000 * 1000};
     lk = (file_lock *)lua_newuserdata(L, sizeof *lk);
@@ -396,7 +412,7 @@ static int temp_of(const char *name, const char *base, long *pid) {
 static int l_clean_temps(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
     const char *base = luaL_checkstring(L, 2);
-    double max_age = luaL_optnumber(L, 3, 600);
+    double max_age = opt_seconds(L, 3, 600, 1e10);
     DIR *d = opendir(dir);
     struct dirent *de;
     int removed = 0;

@@ -160,13 +160,27 @@ static void push_headers(lua_State *L, eo_client *c) {
     }
 }
 
+/* A method is an RFC 7230 token (tchar only): no space, CR, LF or NUL can reach the request line. */
+static int is_token(const char *s, size_t n) {
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    size_t i;
+    if (n == 0 || n > 32) return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              (ch && strchr(tchar, ch))))
+            return 0;
+    }
+    return 1;
+}
+
 /* Set up c's easy handle for the request table at idx ({method, url, headers, body, timeout}).
  * copy_body: libcurl keeps its own copy of the body (the transfer outlives this call); otherwise the
  * body string is left on the stack and must stay there until the transfer ends.
  * Returns 1, or 0 with nil, err pushed (2 values). */
 int eo_http_prepare(lua_State *L, eo_client *c, int idx, int copy_body) {
     const char *method, *url, *body = NULL;
-    size_t body_len = 0;
+    size_t body_len = 0, method_len;
     double timeout;
     int top;
     CURL *h;
@@ -175,14 +189,23 @@ int eo_http_prepare(lua_State *L, eo_client *c, int idx, int copy_body) {
     luaL_checktype(L, idx, LUA_TTABLE);
     top = lua_gettop(L);
     lua_getfield(L, idx, "method");
-    method = luaL_optstring(L, top + 1, "GET");
+    method = luaL_optlstring(L, top + 1, "GET", &method_len);
     lua_getfield(L, idx, "url");
     url = luaL_checkstring(L, top + 2);
     lua_getfield(L, idx, "body");
     if (!lua_isnil(L, top + 3)) body = luaL_checklstring(L, top + 3, &body_len);
     lua_getfield(L, idx, "timeout");
     timeout = luaL_optnumber(L, top + 4, c->timeout);
-    if (timeout <= 0) timeout = c->timeout;
+    if (!eo_within(timeout, 0.001, EO_MAX_SECONDS)) timeout = c->timeout; /* never a NaN into a long */
+    if (!is_token(method, method_len)) {
+        eo_fail(L, "config", 0, "bad_method", "the HTTP method is not a token (RFC 7230): no spaces, line breaks or "
+                "control characters", NULL, "use GET, POST, PUT or DELETE");
+        return 0;
+    }
+    if (eo_keylog_refused()) {
+        eo_fail(L, "config", 0, "keylog", EO_KEYLOG_MESSAGE, NULL, EO_KEYLOG_HINT);
+        return 0;
+    }
 
     free_req_headers(c);
     lua_getfield(L, idx, "headers");
@@ -297,6 +320,7 @@ static int http_now(lua_State *L) {
 static int http_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
     struct timespec ts, rem;
+    luaL_argcheck(L, eo_within(s, -EO_MAX_SECONDS, EO_MAX_SECONDS), 1, "seconds to sleep, at most a day");
     if (s <= 0) return 0;
     ts.tv_sec = (time_t)s;
     ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);

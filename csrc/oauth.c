@@ -254,13 +254,13 @@ static const char *hint_for(eo_client *c, const char *code, const char *msg, con
  * refresh_token updates ours, even an error (the third return tells the caller to save it). */
 static int oauth_absorb_token(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
-    double now = luaL_checknumber(L, 3), expires_in = EO_ACCESS_LIFETIME;
+    double now = eo_checktime(L, 3), expires_in = EO_ACCESS_LIFETIME;
     const char *at = NULL, *rt = NULL, *code = NULL, *msg = NULL, *reason;
     long status;
     int data;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "status");
-    status = (long)luaL_optinteger(L, -1, 0);
+    status = (long)eo_optwhole(L, -1, 100, 999, 0);
     lua_getfield(L, 2, "headers");
     reason = lua_istable(L, -1) ? eo_header(L, lua_gettop(L), "reason") : NULL; /* stays pushed */
     lua_getfield(L, 2, "body");

@@ -114,6 +114,18 @@ describe("core against the sandbox: API", function()
     assert.equal(130, n)
   end)
 
+  it("stops a listing at config.max_pages with an error, after the pages it allows", function()
+    local c = authorized{ division = sb.division, max_pages = 2 }
+    local calls, sizes = stat("api_calls"), {}
+    local ok, err = pcall(function()
+      for page in c:pages("crm/Accounts", { ["$select"] = "ID" }) do sizes[#sizes + 1] = #page end
+    end)
+    assert.is_false(ok)
+    assert.equal("max_pages", err.code)
+    assert.same({ 60, 60 }, sizes)
+    assert.equal(calls + 2, stat("api_calls"))
+  end)
+
   it("raises the error object when a page fails mid-stream", function()
     local c = authorized{ division = sb.division }
     local pages = 0
@@ -251,7 +263,7 @@ describe("core against the sandbox: API", function()
 
   it("a 429 for the daily limit is an immediate error: no wait, no retry", function()
     sb:limits{ daily = 2 }
-    local c, sleeps = timed{ max_wait = 1e6 }
+    local c, sleeps = timed{ max_wait = 86400 }
     assert(c:get("crm/Accounts", { ["$top"] = 1 }))
     spend_until(429) -- the other caller spends the last call of the day
     local calls = stat("api_calls")

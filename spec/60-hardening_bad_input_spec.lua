@@ -9,8 +9,11 @@
 --   a token file that is corrupt, empty, a directory, world-readable spec/30-store_file_spec.lua
 --
 -- Here a tiny HTTPS server (spec/support/raw_https.lua) answers with whatever raw bytes a case sets,
--- and logs every request it gets.
+-- and logs every request it gets; {{n}} in an answer is the request's number (listings that never end).
+local helpers = require "helpers"
 local exactonline = require "exactonline"
+local core = require "exactonline.core"
+local curl_transport = require "exactonline.transport.curl"
 local raw_https = require "support.raw_https"
 
 local ACCESS = "bad-input-access-4c1d"
@@ -170,7 +173,157 @@ describe("hardening: bad input", function()
     end)
   end)
 
+  describe("listings that never end", function()
+    local function count() return select(2, srv:requests():gsub("\n%-%-%-%-\n", "")) end
+
+    it("a __next link the listing followed already: a page_loop error, not a loop forever", function()
+      local c = client()
+      srv:json(200, '{"d":{"results":[{"ID":{{n}}}],"__next":"' .. srv.base_url
+        .. '/api/v1/7/crm/Accounts?$skiptoken={{n%2}}"}}')
+      local seen = {}
+      local ok, err = pcall(function()
+        for rows in c:pages("crm/Accounts") do seen[#seen + 1] = rows[1].ID end
+      end)
+      assert.is_false(ok)
+      clear_error(err, "api")
+      assert.equal("page_loop", err.code)
+      assert.same({ 1, 2, 3 }, seen) -- skiptoken 1, 0, then 1 again: stopped before asking for it twice
+      assert.equal(3, count())
+      tokens_still_work(c)
+    end)
+
+    it("new __next links forever: stops at config.max_pages with a clear error", function()
+      local c = client { max_pages = 5 }
+      srv:json(200, '{"d":{"results":[{"ID":{{n}}}],"__next":"' .. srv.base_url
+        .. '/api/v1/7/crm/Accounts?$skiptoken={{n}}"}}')
+      local pages = 0
+      local ok, err = pcall(function()
+        for _ in c:pages("crm/Accounts") do pages = pages + 1 end
+      end)
+      assert.is_false(ok)
+      clear_error(err, "api")
+      assert.equal("max_pages", err.code)
+      assert.matches("max_pages (5 pages)", err.message, 1, true)
+      assert.equal(5, pages)
+      assert.equal(5, count())
+      tokens_still_work(c)
+    end)
+
+    it("XML TSPaging that comes back to a value it gave before, or never ends: an error", function()
+      local c = client()
+      local xml = '<?xml version="1.0"?><eExact><Accounts/><Topic code="Accounts" ts_d="0x{{n%2}}" count="10" '
+        .. 'pagesize="10"/></eExact>'
+      srv:answer("200 OK", { "Content-Type: application/xml" }, xml)
+      local pages, err = c:xml_download("Accounts")
+      assert.is_nil(pages)
+      clear_error(err, "api")
+      assert.equal("page_loop", err.code)
+      assert.equal(3, count())
+      srv:clear()
+      c = client { max_pages = 4 }
+      srv:answer("200 OK", { "Content-Type: application/xml" }, (xml:gsub("{{n%%2}}", "{{n}}")))
+      pages, err = c:xml_download("Accounts")
+      assert.is_nil(pages)
+      clear_error(err, "api")
+      assert.equal("max_pages", err.code)
+      assert.equal(4, count())
+      tokens_still_work(c)
+    end)
+  end)
+
+  describe("numbers crossing into C", function()
+    it("NaN, infinities, negative, fractional or huge settings raise a clear config error", function()
+      local nan, inf = 0 / 0, 1 / 0
+      local cases = {
+        { "timeout", nan }, { "timeout", inf }, { "timeout", -1 }, { "timeout", 0 }, { "timeout", 1e300 },
+        { "max_wait", nan }, { "max_wait", -1 }, { "max_wait", 1e9 }, { "max_wait", -inf },
+        { "max_response_size", nan }, { "max_response_size", 1e30 }, { "max_response_size", 100 },
+        { "max_response_size", 2 ^ 20 + 0.5 },
+        { "division", nan }, { "division", 1.5 }, { "division", -7 }, { "division", 2 ^ 63 }, { "division", inf },
+        { "max_pages", 0 }, { "max_pages", nan }, { "max_pages", 2.5 }, { "max_pages", 1e12 },
+      }
+      for _, case in ipairs(cases) do
+        local name, value = case[1], case[2]
+        local ok, err = pcall(exactonline.new, { base_url = srv.base_url, client_id = "x", client_secret = SECRET,
+          [name] = value })
+        assert.is_false(ok, name .. " = " .. tostring(value) .. " was accepted")
+        assert.matches("exactonline.new: config." .. name .. " must be a", tostring(err), 1, true)
+      end
+    end)
+
+    it("a clock that reads NaN, negative or far away raises instead of waiting on garbage", function()
+      for _, bad in ipairs { 0 / 0, -5, 1 / 0, 1e300 } do
+        local c = client { clock = function() return bad end }
+        srv:clear()
+        local ok, err = pcall(c.get, c, "crm/Accounts")
+        assert.is_false(ok)
+        assert.matches("config.clock", tostring(err), 1, true)
+        assert.equal("", srv:requests())
+      end
+    end)
+
+    it("token times from a store that are not epoch seconds: a store error, nothing adopted", function()
+      for _, bad in ipairs { 0 / 0, 1 / 0, -1, 1e300 } do
+        local now = os.time()
+        local c, err = exactonline.new { base_url = srv.base_url, client_id = "x", client_secret = SECRET,
+          store = exactonline.memory_store { access_token = ACCESS, refresh_token = REFRESH, obtained_at = now,
+            expires_at = bad } }
+        assert.is_nil(c)
+        clear_error(err, "store")
+        assert.matches("tokens.expires_at must be epoch seconds", err.message, 1, true)
+      end
+    end)
+
+    it("a transport answer whose status is not a whole HTTP status: a decode error", function()
+      for _, status in ipairs { 0 / 0, 1e300, 200.5, -200, 42, 1 / 0, "two hundred" } do
+        local c = client { transport = { request = function()
+          return { status = status, headers = { ["content-type"] = "application/json" }, body = "{}" }
+        end } }
+        local rows, err = c:get("crm/Accounts")
+        assert.is_nil(rows)
+        clear_error(err, "decode")
+        assert.equal("bad_status", err.code)
+      end
+    end)
+
+    it("sleeps, lock waits and file modes out of range raise instead of hanging or wrapping", function()
+      for _, s in ipairs { 0 / 0, 1 / 0, 1e300 } do
+        assert.has_error(function() core.sleep(s) end)
+      end
+      local lock = helpers.tmpdir() .. "/numbers.lock"
+      local held = assert(core.flock(lock, 1))
+      for _, t in ipairs { 0 / 0, -1, 1 / 0 } do
+        local ok, err = pcall(core.flock, lock, t) -- NaN used to poll forever
+        assert.is_false(ok)
+        assert.matches("seconds from 0 to", tostring(err), 1, true)
+      end
+      held:unlock()
+      assert.has_error(function() core.mkdir_p(helpers.tmpdir() .. "/m", -1) end)
+      assert.has_error(function() core.mkdir_p(helpers.tmpdir() .. "/m", 0 / 0) end)
+      assert.has_error(function() core.atomic_write(helpers.tmpdir() .. "/f", "x", 1e300) end)
+    end)
+  end)
+
   describe("CR, LF and NUL in what the caller gives", function()
+    it("in an HTTP method given to the transport: refused before anything is sent", function()
+      local c = client()
+      local transport = curl_transport.new(c)
+      for _, method in ipairs { "GET /stolen HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET", "GE T", "G\0ET", "GET\n", "",
+                                ("A"):rep(100), "G(ET)" } do
+        srv:clear()
+        local res, err = transport:request { method = method, url = srv.base_url .. "/api/v1/7/crm/Accounts",
+          headers = { Authorization = "Bearer " .. ACCESS } }
+        assert.is_nil(res)
+        clear_error(err, "config")
+        assert.equal("bad_method", err.code)
+        assert.equal("", srv:requests())
+      end
+      srv:json(200, "{}")
+      local res = assert(transport:request { method = "M-SEARCH", url = srv.base_url .. "/x", headers = {} })
+      assert.equal(200, res.status)
+      assert.matches("^M%-SEARCH /x HTTP/1.1", srv:requests())
+    end)
+
     it("in a path: refused before any request", function()
       local c = client()
       for _, path in ipairs { "crm/Accounts\r\nX-Injected: 1", "crm/Accounts\nHost: evil", "crm/Acc\0ounts" } do

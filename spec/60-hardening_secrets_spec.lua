@@ -76,6 +76,34 @@ describe("hardening: secrets never leak", function()
     assert.same({}, seen:leaks())
   end)
 
+  it("never while SSLKEYLOGFILE would make libcurl write TLS session keys, unless allowed", function()
+    local dir = helpers.tmpdir()
+    local keys = dir .. "/keys.log"
+    local script = dir .. "/keylog.lua"
+    helpers.write(script, ([[
+local exactonline = require "exactonline"
+local ok, c = pcall(exactonline.new, { base_url = %q, cafile = %q, client_id = %q, client_secret = %q,
+  redirect_uri = %q })
+if not ok then io.write("refused: ", tostring(c), "\n") os.exit(3) end
+local t, err = c:exchange(%q)
+io.write(t and "exchanged\n" or ("failed: " .. tostring(err) .. "\n"))
+]]):format(sb.base_url, sb.cafile, sb.client_id, SECRET, sb.redirect_uri, sb:code()))
+    local function run(env)
+      local p = io.popen(env .. " " .. helpers.lua_env() .. " " .. helpers.lua() .. " " .. helpers.quote(script) .. " 2>&1")
+      local out = p:read("*a")
+      p:close()
+      return out
+    end
+    local out = run("SSLKEYLOGFILE=" .. helpers.quote(keys))
+    assert.matches("refused: exactonline.new: SSLKEYLOGFILE is set", out, 1, true)
+    assert.matches("EXACTONLINE_ALLOW_KEYLOG=1", out, 1, true)
+    assert.equal("", helpers.read(keys) or "") -- no handshake happened: no key reached the file
+    -- allowed on purpose, libcurl does write the keys: the refusal above is what kept them out
+    out = run("SSLKEYLOGFILE=" .. helpers.quote(keys) .. " EXACTONLINE_ALLOW_KEYLOG=1")
+    assert.matches("exchanged", out, 1, true)
+    assert.matches("CLIENT_", helpers.read(keys) or "", 1, true)
+  end)
+
   it("through the CLI: auth, token, refresh, get, and its error messages", function()
     local dir = helpers.tmpdir()
     local env = cli.env_for(sb, dir)

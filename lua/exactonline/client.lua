@@ -298,13 +298,42 @@ function methods:delete(path)
   return unwrap(res)
 end
 
+-- A listing (__next links, XML TSPaging) ends with an error instead of looping forever when the server
+-- sends a link it sent before, or passes config.max_pages pages.
+local function paging_guard(max_pages, what)
+  local seen, pages = {}, 1
+  return function(link) --> true | nil, err
+    if seen[link] then
+      return nil, core.error { kind = "api", code = "page_loop",
+        message = string_format("Exact Online sent a %s this listing followed already (after page %d): it "
+          .. "would loop forever", what, pages),
+        hint = "the listing was stopped; try again later, narrow the query ($filter), or report the endpoint" }
+    end
+    if pages >= max_pages then
+      return nil, core.error { kind = "api", code = "max_pages",
+        message = string_format("the listing passed config.max_pages (%d pages)", max_pages),
+        hint = "raise config.max_pages if the data really is that large, or narrow the query ($filter)" }
+    end
+    seen[link] = true
+    pages = pages + 1
+    return true
+  end
+end
+
 --- for rows, next_link in client:pages(path, query) do … end: one page (array of rows) at a time, following
 -- __next (next_link: the page after this one, nil on the last; pages(next_link) continues from there);
 -- raises the error object when a page fails.
 function methods:pages(path, query)
   state_of(self)
   local nxt, q = path, query
+  local guard = paging_guard(self:options().max_pages, "__next link")
+  local stop -- a link refused by the guard: raised when the page after the last good one is asked for
   return function()
+    if stop then
+      local e = stop
+      stop = nil
+      error(e, 0)
+    end
     if not nxt then return nil end
     local res, err = self:request("GET", nxt, { query = q })
     if not res then
@@ -315,7 +344,10 @@ function methods:pages(path, query)
     nxt = nil
     local d = type(res.data) == "table" and res.data.d
     if type(d) ~= "table" then return {} end
-    if type(d.__next) == "string" and d.__next ~= "" then nxt = d.__next end
+    if type(d.__next) == "string" and d.__next ~= "" then
+      local ok, gerr = guard(d.__next)
+      if ok then nxt = d.__next else stop = gerr end
+    end
     if d.results == nil then return { d }, nxt end
     return d.results, nxt
   end
@@ -347,9 +379,9 @@ function methods:division()
   local data = type(res.data) == "table" and res.data.d
   local row = type(data) == "table" and (type(data.results) == "table" and data.results[1] or data)
   local cur = type(row) == "table" and tonumber(row.CurrentDivision)
-  if not cur then
+  if not cur or cur < 1 or cur > 2 ^ 53 or cur ~= math_floor(cur) then
     return nil, core.error { kind = "decode", status = res.status,
-      message = "/api/v1/current/Me carries no CurrentDivision",
+      message = "/api/v1/current/Me carries no CurrentDivision (a positive whole number)",
       hint = "give config.division" }
   end
   return self:division_id(math_floor(cur))
@@ -422,6 +454,7 @@ function methods:xml_download(topic, params)
   local d, err = self:division()
   if not d then return nil, err end
   local pages, ts = {}, nil
+  local guard = paging_guard(self:options().max_pages, "TSPaging value")
   while true do
     local q = xml_query(d, topic, params)
     q.TSPaging = ts
@@ -434,6 +467,8 @@ function methods:xml_download(topic, params)
     local count = tonumber(tag and tag:match('count="(%d+)"'))
     local size = tonumber(tag and tag:match('pagesize="(%d+)"'))
     if not nts or nts == "" or nts == ts or count == 0 or (count and size and count < size) then break end
+    local ok, gerr = guard(nts)
+    if not ok then return nil, gerr end
     ts = nts
   end
   return pages

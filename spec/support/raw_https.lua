@@ -4,7 +4,8 @@
 --   local raw_https = require "support.raw_https"
 --   local srv = raw_https.start()      -- srv.base_url, srv.port, srv.cafile; stopped when the spec file ends
 --   srv:answer(status, headers, body)  -- "400 Bad Request" or 200, { "Name: value", … }, "…"
---                                      -- (Content-Length unless given, and Connection: close, are added)
+--                                      -- (Content-Length unless given, and Connection: close, are added;
+--                                      -- {{n}} in body: the request's number, {{n%K}} modulo K)
 --   srv:json(status, body, headers)    -- the same with Content-Type: application/json
 --   srv:never_answer()                 -- each connection: the request is read, then 2 s of nothing
 --   srv:certificate(name)              -- "good" (127.0.0.1, signed by srv.cafile), "othername" (signed,
@@ -32,7 +33,8 @@ function Server:answer(status, headers, body)
     out[#out + 1] = h .. "\r\n"
     if h:lower():match("^content%-length:") then has_len = true end
   end
-  if not has_len then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
+  -- a templated body changes length on the server: it runs until the connection closes
+  if not has_len and not body:find("{{n", 1, true) then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
   out[#out + 1] = "Connection: close\r\n\r\n" .. body
   helpers.write(self.dir .. "/answer", concat(out))
 end

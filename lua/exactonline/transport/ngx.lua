@@ -17,6 +17,7 @@ local str_lower, str_find, str_sub, str_match, str_format = string.lower, string
 local _M = {}
 
 local DEFAULT_PORT = { https = 443 }
+local METHOD = "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$" -- an RFC 7230 token: nothing else reaches the request line
 local POOL_SIZE = 32
 local KEEPALIVE_MS = 60000
 local CHUNK = 65536
@@ -192,6 +193,10 @@ end
 --- transport:request{ method, url, headers, body, timeout } --> { status, headers, body } | nil, err
 function Transport:request(req)
   local method = req.method or "GET"
+  if type(method) ~= "string" or #method > 32 or not str_find(method, METHOD) then
+    return fail("config", "bad_method", "the HTTP method is not a token (RFC 7230): no spaces, line breaks or "
+      .. "control characters", "use GET, POST, PUT or DELETE")
+  end
   local url = req.url
   if type(url) == "string" then
     local ok, err = self:shared_budget(url)

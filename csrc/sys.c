@@ -36,10 +36,12 @@ static int fail(lua_State *L, int e, const char *what, const char *path) {
 /* core.realpath(path) --> absolute path without symbolic links | nil, err */
 static int l_realpath(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
+    eo_box *box = eo_box_new(L);
     char *r = realpath(path, NULL);
     if (!r) return fail(L, errno, "cannot resolve", path);
+    eo_box_hold(box, r, free); /* freed even if the copy below raises */
     lua_pushstring(L, r);
-    free(r);
+    eo_box_release(box);
     return 1;
 }
 
@@ -300,10 +302,12 @@ static int unset_name(lua_State *L, int idx, const char *entry) {
     for (i = 1; i <= n; i++) {
         size_t nl;
         const char *name;
+        int same;
         lua_rawgeti(L, idx, (lua_Integer)i);
         name = lua_tolstring(L, -1, &nl);
+        same = name && nl == len && memcmp(name, entry, len) == 0;
         lua_pop(L, 1);
-        if (name && nl == len && memcmp(name, entry, len) == 0) return 1;
+        if (same) return 1;
     }
     return 0;
 }
@@ -338,14 +342,14 @@ static int l_spawn(lua_State *L) {
 
     n = (int)eo_rawlen(L, 1);
     luaL_argcheck(L, n > 0, 1, "a program and its arguments");
-    /* both arrays live in userdata, so a raising call below leaks nothing; the strings stay
-     * referenced by the argv table itself */
+    /* both arrays live in userdata, so a raising call below leaks nothing; each argument string is
+     * kept on the stack above them while argv points into it */
     argv = (const char **)lua_newuserdata(L, sizeof(char *) * (size_t)(n + 1));
+    luaL_checkstack(L, n + 4, "too many arguments");
     for (i = 0; i < n; i++) {
         lua_rawgeti(L, 1, (lua_Integer)i + 1);
         if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 1, "strings only");
         argv[i] = lua_tostring(L, -1);
-        lua_pop(L, 1);
     }
     argv[n] = NULL;
     for (e = environ; *e; e++) envn++;

@@ -7,5 +7,5 @@ exclude_files = { "build/", "luarocks-tree/", "demo/" }
 files["spec/"] = { std = "+busted" }
 files["lua/exactonline/sandbox/"] = { std = "ngx_lua" }
 files["lua/exactonline/transport/ngx.lua"] = { std = "ngx_lua" }
-files["lua/exactonline/shdict_store.lua"] = { std = "ngx_lua" }
+files["lua/exactonline/store/shdict.lua"] = { std = "ngx_lua" }
 files["bin/exactonline"] = { std = "max" }

@@ -72,7 +72,7 @@ describe("callback stores", function()
     assert.are.equal(1, sb:stats().refreshes)
     -- another process takes the file lock at once: the client did not keep it
     local cmd, done = proc.script(([[
-      local s = require("exactonline.file_store").new(%q)
+      local s = require("exactonline.store.file").new(%q)
       local ok, e = s.lock(0.2)
       io.write(tostring(ok), " ", tostring(e and e.code))
       s.unlock()
@@ -95,7 +95,7 @@ describe("callback stores", function()
     local path = dir .. "/held/tokens.json"
     local c = assert(exactonline.new(sb:client_config { store = exactonline.file_store(path, { lock_timeout = 0.3 }) }))
     assert(c:exchange(sb:code()))
-    local holder = proc.lock_holder(("local s = require('exactonline.file_store').new(%q)"):format(path))
+    local holder = proc.lock_holder(("local s = require('exactonline.store.file').new(%q)"):format(path))
     local calls = sb:stats().token_calls
     sb:advance(600)
     local res, err = c:get("/api/v1/current/Me")

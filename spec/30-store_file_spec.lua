@@ -1,7 +1,7 @@
 -- The token file store with real files and real processes: atomic replace under kill -9,
 -- full disk, read-only folder, wrong modes, corrupt and foreign files, locks between processes.
 local exactonline = require "exactonline"
-local file_store = require "exactonline.file_store"
+local file_store = require "exactonline.store.file"
 local cjson = require "cjson"
 local helpers = require "helpers"
 local proc = require "support.proc"
@@ -82,7 +82,7 @@ describe("file store", function()
     assert.are.equal(expected, file_store.new().path)
     -- the CLI's default path is honoured when XDG_CONFIG_HOME is set, in a child process
     local cmd, done = proc.script([[
-      local fs = require "exactonline.file_store"
+      local fs = require "exactonline.store.file"
       io.write(fs.default_path(), "\n", fs.new("$XDG_CONFIG_HOME/t.json").path)
     ]])
     local ok, out = helpers.sh("XDG_CONFIG_HOME=" .. q(dir) .. " " .. cmd)
@@ -186,7 +186,7 @@ describe("file store", function()
     it("between processes: the second one times out with a clear error; kill -9 releases it", function()
       local store = file_store.new(path)
       assert.is_true(store.save(pair(1)))
-      local holder = proc.lock_holder(("local s = require('exactonline.file_store').new(%q)"):format(path))
+      local holder = proc.lock_holder(("local s = require('exactonline.store.file').new(%q)"):format(path))
       local ok, err = store.lock(0.3)
       assert.is_nil(ok)
       assert.are.equal("lock_timeout", err.code)
@@ -231,7 +231,7 @@ describe("file store", function()
     -- long tokens make each write span more than one syscall's worth of time; the child says when its
     -- loop runs (after its first save), so every kill lands inside the loop whatever the machine's load
     local cmd, done = proc.script(([[
-      local s = require("exactonline.file_store").new(%q)
+      local s = require("exactonline.store.file").new(%q)
       local pad = string.rep("x", 8000)
       local n = tonumber(arg[1]) * 100000
       while true do
@@ -288,7 +288,7 @@ describe("file store", function()
       local store = file_store.new(path)
       assert.is_true(store.save(pair(1)))
       local cmd, done = proc.script(([[
-        local s = require("exactonline.file_store").new(%q)
+        local s = require("exactonline.store.file").new(%q)
         local big = string.rep("y", 4096)
         local ok, err = s.save({ access_token = big, refresh_token = big, obtained_at = 5000,
                                  refresh_obtained_at = 5000, expires_at = 5600 })
@@ -334,7 +334,7 @@ describe("file store", function()
       local d = dir .. "/conf/exactonline"
       helpers.sh("chmod 500 " .. q(d))
       local cmd, done = proc.script(([[
-        local s = require("exactonline.file_store").new(%q)
+        local s = require("exactonline.store.file").new(%q)
         local ok, err = s.save({ access_token = "A9", refresh_token = "R9", obtained_at = 9000,
                                  refresh_obtained_at = 9000, expires_at = 9600 })
         io.write(tostring(ok), "|", err and err.code or "", "|", tostring(err))
@@ -373,7 +373,7 @@ describe("file store: whose folder and files (issue 17, issue 18)", function()
     local scripts = helpers.tmpdir()
     helpers.sh("chmod 755 " .. q(scripts))
     local script = scripts .. "/child.lua"
-    helpers.write(script, "local fs = require('exactonline.file_store')\n" .. code)
+    helpers.write(script, "local fs = require('exactonline.store.file')\n" .. code)
     helpers.sh("chmod 644 " .. q(script))
     local ok, out = helpers.sh("runuser -u nobody -- " .. helpers.lua() .. " " .. q(script))
     return ok, out

@@ -38,7 +38,7 @@ describe("postgres store", function()
 
   -- Lua for a child process: `s`, a store on the "shared" key
   local function shared_store_code()
-    return ("local s = require('exactonline.stores.postgres').new{ conninfo = %q, key = %q }\n")
+    return ("local s = require('exactonline.store.postgres').new{ conninfo = %q, key = %q }\n")
       :format(pg.conninfo, "shared")
   end
 
@@ -136,7 +136,7 @@ describe("postgres store", function()
   it("four processes incrementing under the lock never lose an update", function()
     local s = new_store { key = "counter" }
     assert.is_true(s.save({ access_token = "A", refresh_token = "0", obtained_at = 0, expires_at = 600 }))
-    local cmd, done = proc.script(("local s = require('exactonline.stores.postgres').new{ conninfo = %q, key = %q }\n")
+    local cmd, done = proc.script(("local s = require('exactonline.store.postgres').new{ conninfo = %q, key = %q }\n")
       :format(pg.conninfo, "counter") .. [[
       for _ = 1, 25 do
         assert(s.lock(30))
@@ -217,7 +217,7 @@ describe("postgres store: tokens travel only as bound parameters (issue 17)", fu
     local lc = assert(DBI.Connect("PostgreSQL", logged))
     local watch = connect(pg.conninfo)
     sql(lc, "LOCK TABLE exactonline_tokens IN EXCLUSIVE MODE") -- LuaDBI starts a transaction: held until rollback
-    local cmd, done = proc.script(("local s = require('exactonline.stores.postgres').new{ conninfo = %q, key = %q }\n")
+    local cmd, done = proc.script(("local s = require('exactonline.store.postgres').new{ conninfo = %q, key = %q }\n")
       :format(logged, "watched") .. ([[
       assert(s.save({ access_token = %q, refresh_token = %q, obtained_at = 2005, expires_at = 2605,
                       refresh_obtained_at = 2005 }))

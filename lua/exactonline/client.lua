@@ -3,7 +3,8 @@
 -- this side drives: stores, the transport, single-flight refresh, the 401 retry, rate-limit
 -- waits and the pagination iterators. Nothing here is called from C, so it may yield (OpenResty).
 local core = require "exactonline.core"
-local memory_store = require "exactonline.memory_store"
+local memory_store = require "exactonline.store.memory"
+local store_contract = require "exactonline.store.contract"
 local curl_transport = require "exactonline.transport.curl"
 
 local type, pairs, pcall, error, tostring, tonumber, setmetatable, require =
@@ -90,7 +91,7 @@ local function newer(stored, cur)
   if type(stored) ~= "table" or type(stored.access_token) ~= "string" then return false end
   if not cur then return true end
   if stored.access_token == cur.access_token then return false end
-  return (tonumber(stored.obtained_at) or 0) >= (tonumber(cur.obtained_at) or 0)
+  return not store_contract.newer(cur, stored) -- the stores' one rule; a tie goes to the store (saved last)
 end
 
 local function warn(st, client)

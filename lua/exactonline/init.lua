@@ -2,7 +2,7 @@
 -- `require "exactonline"` is this file; the C part is `exactonline.core`.
 local core = require "exactonline.core"
 
-local require, setmetatable, rawset = require, setmetatable, rawset
+local require, setmetatable, rawset, pairs, package = require, setmetatable, rawset, pairs, package
 
 local _M = {
   _VERSION = core.version,
@@ -15,29 +15,37 @@ function _M.new(config)
   return require("exactonline.client").new(config)
 end
 
+--- The token stores, one module each in exactonline/store/, each made with new(opts).
 --- The atomic, locked JSON file store.
 function _M.file_store(path, opts)
-  return require("exactonline.file_store").new(path, opts)
+  return require("exactonline.store.file").new(path, opts)
 end
 
 --- The default in-memory store.
 function _M.memory_store(tokens)
-  return require("exactonline.memory_store").new(tokens)
+  return require("exactonline.store.memory").new { tokens = tokens }
 end
 
 --- Tokens in an nginx lua_shared_dict, shared by all workers.
 function _M.shdict_store(dict_name, backing_store, opts)
-  return require("exactonline.shdict_store").new(dict_name, backing_store, opts)
+  return require("exactonline.store.shdict").new(dict_name, backing_store, opts)
 end
 
---- Stores for databases: exactonline.stores.postgres{…}. Loaded on first use.
+--- Stores by name, e.g. exactonline.stores.postgres{…}. Loaded on first use.
 _M.stores = setmetatable({}, {
   __index = function(t, name)
-    local mod = require("exactonline.stores." .. name)
+    local mod = require("exactonline.store." .. name)
     rawset(t, name, mod.new)
     return mod.new
   end,
 })
+
+-- the stores' module names before they moved to exactonline/store/: scripts in the field require them
+for old, new in pairs { file_store = "file", memory_store = "memory", shdict_store = "shdict",
+  ["stores.postgres"] = "postgres", tokens = "contract" } do
+  package.preload["exactonline." .. old] = package.preload["exactonline." .. old]
+    or function() return require("exactonline.store." .. new) end
+end
 
 --- Replicate whole administrations into SQLite or PostgreSQL. See README "Replication".
 function _M.replicate(client, opts)

@@ -5,7 +5,7 @@ local exactonline = require "exactonline"
 local cjson = require "cjson"
 
 local ngx = ngx
-local tostring, type, dofile, package, assert, require = tostring, type, dofile, package, assert, require
+local tostring, type, dofile, package, assert, require, ipairs = tostring, type, dofile, package, assert, require, ipairs
 
 local _M = {}
 
@@ -83,8 +83,8 @@ end
 
 -- the shared-dict store's own rules, exercised inside nginx on a key of its own
 function routes.store_rules()
-  local store = require("exactonline.shdict_store").new("exactonline", nil,
-    { key = "rules", lock_timeout = 0.2, lock_ttl = 5 })
+  local store = require("exactonline.store.shdict").new { dict = "exactonline", key = "rules", lock_timeout = 0.2,
+    lock_ttl = 5 }
   local out = {}
   out.empty = store.load() == nil
   assert(store.save({ access_token = "new", refresh_token = "r2", obtained_at = 2000, refresh_obtained_at = 2000 }))
@@ -117,9 +117,9 @@ function routes.store_rules()
   ngx.shared.exactonline:delete("exactonline:rules")
   -- a holder that never unlocks (a worker killed mid-refresh): its lock expires after lock_ttl, and a
   -- waiter gets it then, not before
-  local dead = require("exactonline.shdict_store").new("exactonline", nil, { key = "expiry", lock_ttl = 0.3 })
+  local dead = require("exactonline.store.shdict").new { dict = "exactonline", key = "expiry", lock_ttl = 0.3 }
   assert(dead.lock())
-  local live = require("exactonline.shdict_store").new("exactonline", nil, { key = "expiry", lock_timeout = 3 })
+  local live = require("exactonline.store.shdict").new { dict = "exactonline", key = "expiry", lock_timeout = 3 }
   th = ngx.thread.spawn(function()
     ngx.update_time()
     local t0 = ngx.now()
@@ -131,6 +131,21 @@ function routes.store_rules()
   end)
   local _, got, lerr, took = ngx.thread.wait(th)
   out.expired = { ok = got, error = lerr, waited = took }
+  return reply(200, out)
+end
+
+-- the stores' one "newer" rule, on the shared-dict store: each case (JSON in ?cases=) saves `held`, then
+-- `offered`, under a key of its own, and reports what save said and what load gives
+function routes.store_order()
+  local cases = cjson.decode(ngx.unescape_uri(ngx.var.arg_cases or "[]"))
+  local out = {}
+  for i, c in ipairs(cases) do
+    local store = require("exactonline.store.shdict").new { dict = "exactonline", key = "order" .. i }
+    assert(store.save(c.held))
+    local ok, note = store.save(c.offered)
+    out[i] = { ok = ok, note = note or cjson.null, loaded = store.load() }
+    ngx.shared.exactonline:delete("exactonline:order" .. i)
+  end
   return reply(200, out)
 end
 

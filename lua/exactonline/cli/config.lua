@@ -190,7 +190,7 @@ function _M.resolve(flags)
     s.division = n
   end
   if not s.token_file then
-    s.token_file = require("exactonline.file_store").default_path()
+    s.token_file = require("exactonline.store.file").default_path()
       or (config_home() .. "/exactonline/tokens.json")
   end
   return s

@@ -1,10 +1,12 @@
---- The token file store: one JSON file, replaced atomically, guarded by a sidecar flock.
--- store = file_store.new(path, opts) is a table of plain functions (no self):
+--- exactonline.store.file: one JSON file, replaced atomically, guarded by a sidecar flock.
+--   local store = require("exactonline.store.file").new{ path = "~/.config/exactonline/tokens.json" }
+--   (or exactonline.file_store(path, opts)) is a table of plain functions (no self):
 --   store.load()        --> tokens | nil (no file yet) | nil, err
 --   store.save(tokens)  --> true | true, "kept_newer" | nil, err
 --   store.lock(timeout) --> true | nil, err      store.unlock()
--- See README "Token storage".
+-- See exactonline.store.contract and README "Token storage".
 local core = require "exactonline.core"
+local contract = require "exactonline.store.contract"
 local cjson = require("cjson").new()
 
 local type, tostring, tonumber, pcall, rawget, ipairs = type, tostring, tonumber, pcall, rawget, ipairs
@@ -18,8 +20,6 @@ local _M = {}
 
 local FORMAT = "exactonline-tokens/1"
 _M.FORMAT = FORMAT
-
-local tokens_mod = require "exactonline.tokens"
 
 local function store_error(code, message, hint)
   return core.error { kind = "store", code = code, message = message, hint = hint }
@@ -65,10 +65,7 @@ function _M.default_path()
   return home .. "/.config/exactonline/tokens.json"
 end
 
---- Is pair a strictly newer than pair b?
-_M.newer = tokens_mod.newer
-
-local copy_tokens = tokens_mod.copy
+local newer, copy_tokens = contract.newer, contract.copy
 
 -- Parse the file's text: tokens | nil, err (corrupt, empty or foreign: code "corrupt" / "foreign").
 local function parse(path, text)
@@ -192,11 +189,13 @@ local function preflight(dir, files)
   return true
 end
 
---- file_store.new(path, opts) --> store
+--- new{ path = …, force = false, lock_timeout = 30 } --> store (as before, new(path, opts) works too)
+-- opts.path: the token file (default: default_path()); `~` and `$VARS` are expanded
 -- opts.force: let save replace a file it cannot parse (default false)
 -- opts.lock_timeout: default seconds for lock() (default 30)
-function _M.new(path, opts)
-  opts = opts or {}
+function _M.new(...)
+  local opts = contract.options({ "path" }, ...)
+  local path = opts.path
   if path == nil then
     local err
     path, err = _M.default_path()
@@ -256,7 +255,7 @@ function _M.new(path, opts)
   local function write(tokens)
     local current, err = read()
     if err and not (force and (err.code == "corrupt" or err.code == "foreign")) then return nil, err end
-    if current and _M.newer(current, tokens) then -- never an older chain over a newer one
+    if current and newer(current, tokens) then -- never an older chain over a newer one
       return true, "kept_newer"
     end
     local doc = { format = FORMAT, tokens = copy_tokens(tokens) }
@@ -266,7 +265,7 @@ function _M.new(path, opts)
   end
 
   function store.save(tokens)
-    if type(tokens) ~= "table" then error("exactonline.file_store: save(tokens) needs a table", 2) end
+    if type(tokens) ~= "table" then error("exactonline.store.file: save(tokens) needs a table", 2) end
     local ok, err = check()
     if not ok then return nil, err end
     ok, err = core.mkdir_p(dir, 448) -- 0700

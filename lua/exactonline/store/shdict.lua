@@ -1,11 +1,14 @@
---- Tokens in an nginx `lua_shared_dict`: every worker shares one chain, and the shared-dict lock gives one
--- refresh across all workers. Optionally written through to a backing store (e.g. the file store), which is
--- read when the dict is empty, so a restart or reload keeps the chain.
---   local store = exactonline.shdict_store("exactonline", exactonline.file_store("/var/lib/app/tokens.json"))
+--- exactonline.store.shdict: tokens in an nginx `lua_shared_dict`: every worker shares one chain, and the
+-- shared-dict lock gives one refresh across all workers. Optionally written through to a backing store (e.g.
+-- the file store), which is read when the dict is empty, so a restart or reload keeps the chain.
+--   local store = require("exactonline.store.shdict").new{ dict = "exactonline",
+--     backing = exactonline.file_store("/var/lib/app/tokens.json") }
+--   (or exactonline.shdict_store("exactonline", backing, opts))
 -- The backing store's calls are blocking (the file store uses plain file I/O and flock): fine for a tiny
 -- file written once per 10 minutes, but keep slow backends (a remote database) out of request handlers.
 -- store.load() / store.save(tokens) / store.lock([timeout]) / store.unlock(), plain functions (no self).
 local core = require "exactonline.core"
+local contract = require "exactonline.store.contract"
 local cjson = require("cjson").new()
 
 local ngx = ngx
@@ -17,24 +20,23 @@ local ngx_sleep, ngx_now, ngx_update_time, ngx_worker_pid = ngx.sleep, ngx.now, 
 
 local _M = {}
 
-local tokens_mod = require "exactonline.tokens"
-
 local function store_error(code, message, hint)
   return core.error { kind = "store", code = code, message = message, hint = hint }
 end
 
-local copy_tokens = tokens_mod.copy
-
---- Is pair a strictly newer than pair b?
-_M.newer = tokens_mod.newer
+local newer, copy_tokens = contract.newer, contract.copy
 
 local seq = 0
 
---- shdict_store.new(dict_name [, backing_store [, opts]]) --> store
+--- new{ dict = name, backing = store, key = "tokens", lock_timeout = 30, lock_ttl = 60 } --> store
+-- (as before, new(dict_name, backing_store, opts) works too)
+-- opts.dict: the lua_shared_dict's name; opts.backing: a store every save is written through to
 -- opts.key: the dict key (default "tokens"; one key per Exact app/user chain)
 -- opts.lock_timeout: seconds lock() waits (default 30); opts.lock_ttl: seconds a lock lives if its holder
 -- dies (default 60)
-function _M.new(dict_name, backing, opts)
+function _M.new(...)
+  local opts = contract.options({ "dict", "backing" }, ...)
+  local dict_name, backing = opts.dict, opts.backing
   if type(dict_name) ~= "string" then error("exactonline.shdict_store: dict_name must be a string", 2) end
   if not ngx or not ngx.shared then error("exactonline.shdict_store: works only inside nginx (ngx_lua)", 2) end
   local dict = ngx.shared[dict_name]
@@ -46,7 +48,6 @@ function _M.new(dict_name, backing, opts)
     or type(backing.save) ~= "function") then
     error("exactonline.shdict_store: backing_store must be a store (a table with load and save)", 2)
   end
-  opts = opts or {}
   local key = "exactonline:" .. tostring(opts.key or "tokens")
   local lock_key = key .. ":lock"
   local lock_timeout = tonumber(opts.lock_timeout) or 30
@@ -67,7 +68,7 @@ function _M.new(dict_name, backing, opts)
   -- set the dict to t unless it holds a newer chain; true | nil, err
   local function write_dict(t)
     local current = read_dict()
-    if current and _M.newer(current, t) then return true, "kept_newer" end
+    if current and newer(current, t) then return true, "kept_newer" end
     local ok, err, forcible = dict:set(key, cjson.encode(copy_tokens(t)))
     if not ok then
       return nil, store_error("shdict_full", "could not write the tokens to lua_shared_dict " .. dict_name ..

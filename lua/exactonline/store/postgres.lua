@@ -1,5 +1,7 @@
---- Tokens in a PostgreSQL table, one row per key, shared by any number of processes and machines.
--- store = require("exactonline.stores.postgres").new{ conninfo = "…", table = "exactonline_tokens", key = "my-app" }
+--- exactonline.store.postgres: tokens in a PostgreSQL table, one row per key, shared by any number of
+-- processes and machines.
+--   local store = require("exactonline.store.postgres").new{ conninfo = "…", table = "exactonline_tokens",
+--     key = "my-app" }   (or exactonline.stores.postgres{…})
 --   store.load()        --> tokens | nil (no row yet) | nil, err
 --   store.save(tokens)  --> true | true, "kept_newer" | nil, err   (commits at once: durable before use)
 --   store.lock(timeout) --> true | nil, err      store.unlock()      store.close()

@@ -5,7 +5,8 @@ local exactonline = require "exactonline"
 local cjson = require "cjson"
 
 local ngx = ngx
-local tostring, type, dofile, package, assert, require, ipairs = tostring, type, dofile, package, assert, require, ipairs
+local tostring, type, dofile, package, assert, require, ipairs =
+  tostring, type, dofile, package, assert, require, ipairs
 
 local _M = {}
 

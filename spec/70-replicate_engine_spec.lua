@@ -369,6 +369,27 @@ describe("exactonline replicate (the command)", function()
     assert.matches("calls used%s+calls left today", res.stdout)
   end)
 
+  it("--full reads every entity again from the start and ends equal; no secret reaches the database", function()
+    local db = dir .. "/full.db"
+    local args = { "replicate", "--division", "all", "--to", db, "--no-progress" }
+    assert.are.equal(0, cli.run(env, args).code)
+    sb:change("accounts", { create = 2, update = 2, delete = 1 })
+    local res = cli.run(env, { "replicate", "--division", "all", "--to", db, "--no-progress", "--full" })
+    assert.are.equal(0, res.code, res.stderr)
+    -- every row read again: each division's accounts are all updated (or new), not only the changed ones
+    local n = sb:entity("accounts").count
+    local ins, upd = res.stdout:match("\n" .. sb.division .. "%s+crm/Accounts%s+(%d+)%s+(%d+)")
+    assert.are.equal(n, tonumber(ins) + tonumber(upd))
+    local R = assert(dbmod.open("sqlite:" .. db))
+    assert_equal(sb, R, codes(sb), false)
+    R:close()
+    local doc = cjson.decode(helpers.read(home .. "/config/exactonline/tokens.json"))
+    local bytes = helpers.read(db) .. (helpers.read(db .. "-wal") or "") .. res.stdout .. res.stderr
+    for _, secret in ipairs { sb.client_secret, doc.access_token, doc.refresh_token } do
+      assert.is_nil(bytes:find(secret, 1, true))
+    end
+  end)
+
   it("serialises two runs at once against one database: both succeed, nothing twice", function()
     local db = dir .. "/two.db"
     local args = { "replicate", "--division", "all", "--to", "sqlite:" .. db, "--no-progress" }

@@ -5,8 +5,8 @@ local exactonline = require "exactonline"
 local cjson = require "cjson"
 
 local ngx = ngx
-local tostring, type, dofile, package, assert, require, ipairs =
-  tostring, type, dofile, package, assert, require, ipairs
+local tostring, tonumber, type, dofile, package, assert, require, ipairs =
+  tostring, tonumber, type, dofile, package, assert, require, ipairs
 
 local _M = {}
 
@@ -148,6 +148,19 @@ function routes.store_order()
     ngx.shared.exactonline:delete("exactonline:order" .. i)
   end
   return reply(200, out)
+end
+
+-- count() on the shared-dict store: ?name=&window=&n= adds at ?now= (yielding between them, so requests
+-- interleave), then one count at ?at= with ?add=; answers the count and the worker's pid
+function routes.count()
+  local store = require("exactonline.store.shdict").new { dict = "exactonline", key = ngx.var.arg_key or "counts" }
+  local name, window, now = ngx.var.arg_name, tonumber(ngx.var.arg_window), tonumber(ngx.var.arg_now)
+  for _ = 1, tonumber(ngx.var.arg_n) or 0 do
+    assert(store.count(name, now, window, 1))
+    ngx.sleep(0)
+  end
+  local n, oldest = store.count(name, tonumber(ngx.var.arg_at) or now, window, tonumber(ngx.var.arg_add) or 0)
+  return reply(200, { n = n, oldest = oldest or cjson.null, worker = ngx.worker.pid() })
 end
 
 function _M.handle()

@@ -20,6 +20,7 @@ local _M = {}
 
 local FORMAT = "exactonline-tokens/1"
 _M.FORMAT = FORMAT
+local COUNTS_FORMAT = "exactonline-counts/1"
 
 local function store_error(code, message, hint)
   return core.error { kind = "store", code = code, message = message, hint = hint }
@@ -211,6 +212,9 @@ function _M.new(...)
     error("exactonline.file_store: path must name a file, not a folder: " .. path, 2)
   end
   local lock_path = path .. ".lock"
+  -- count(): the events live beside the tokens in their own file, behind their own lock, so counting
+  -- never waits for a refresh and never rewrites the token file
+  local count_path, count_lock = path .. ".counts", path .. ".counts.lock"
   local force = opts.force and true or false
   local default_timeout = tonumber(opts.lock_timeout) or 30
 
@@ -220,7 +224,7 @@ function _M.new(...)
 
   local function check()
     if checked then return true end
-    local ok, err = preflight(dir, { path, lock_path })
+    local ok, err = preflight(dir, { path, lock_path, count_path, count_lock })
     if not ok then return nil, err end
     checked = true
     return true
@@ -294,6 +298,49 @@ function _M.new(...)
     held = nil
     if lk then lk:unlock() end
     return true
+  end
+
+  -- the counts file: { name = { times… } }; a missing, empty or unreadable-as-JSON one counts nothing (it is
+  -- bookkeeping, rewritten at the next add); one that others may read or own is an error, as for tokens
+  local function read_counts()
+    local text, err = core.read_private(count_path)
+    if text == false then return {} end
+    if not text then return nil, err end
+    local ok, doc = pcall(cjson.decode, text)
+    if not ok or type(doc) ~= "table" or doc.format ~= COUNTS_FORMAT or type(doc.counts) ~= "table" then
+      return {}
+    end
+    return doc.counts
+  end
+
+  --- count(name, now, window, add) --> n, oldest | nil, err: shared by every process using this file
+  function store.count(name, now, window, add)
+    add = contract.count_args("exactonline.store.file", name, now, window, add)
+    local ok, err = check()
+    if not ok then return nil, err end
+    if add == 0 then -- a look needs no lock: the file is only ever replaced whole
+      local counts, cerr = read_counts()
+      if not counts then return nil, cerr end
+      local _, n, oldest = contract.tally(counts[name], now, window, 0)
+      return n, oldest
+    end
+    ok, err = core.mkdir_p(dir, 448)
+    if not ok then return nil, err end
+    local lk, lerr = core.flock(count_lock, default_timeout)
+    if not lk then return nil, lerr end
+    local pok, n, oldest = pcall(function()
+      core.clean_temps(dir, base .. ".counts")
+      local counts, cerr = read_counts()
+      if not counts then return nil, cerr end
+      local list, c, first = contract.tally(counts[name], now, window, add)
+      counts[name] = c > 0 and list or nil
+      local wok, werr = core.atomic_write(count_path, cjson.encode { format = COUNTS_FORMAT, counts = counts }, 384)
+      if not wok then return nil, werr end
+      return c, first
+    end)
+    lk:unlock()
+    if not pok then error(n, 0) end
+    return n, oldest
   end
 
   return store

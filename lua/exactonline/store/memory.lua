@@ -1,6 +1,7 @@
 --- exactonline.store.memory: the default token store, tokens in this process's memory, lost when it ends.
 --   local store = require("exactonline.store.memory").new{ tokens = t }  -- or exactonline.memory_store(t)
--- No lock(): one process has nothing to share the chain with. See exactonline.store.contract.
+-- No lock(): one process has nothing to share the chain with; count() counts this process's events.
+-- See exactonline.store.contract.
 local contract = require "exactonline.store.contract"
 
 local pairs, type, error = pairs, type, error
@@ -21,6 +22,7 @@ function _M.new(opts)
   opts = opts or {}
   if opts.tokens == nil and (opts.access_token ~= nil or opts.refresh_token ~= nil) then opts = { tokens = opts } end
   local current = copy(opts.tokens)
+  local events = {} -- name -> times, for count()
   return {
     load = function()
       return copy(current)
@@ -30,6 +32,13 @@ function _M.new(opts)
       if current and newer(current, t) then return true, "kept_newer" end -- never an older chain over a newer one
       current = copy(t)
       return true
+    end,
+    -- count(name, now, window, add) --> n, oldest: this process's events only
+    count = function(name, now, window, add)
+      add = contract.count_args("exactonline.store.memory", name, now, window, add)
+      local list, n, oldest = contract.tally(events[name], now, window, add)
+      events[name] = n > 0 and list or nil
+      return n, oldest
     end,
   }
 end

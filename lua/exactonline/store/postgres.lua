@@ -12,6 +12,7 @@
 -- server when the connection drops (a killed process never leaves it behind). save() is one
 -- INSERT … ON CONFLICT DO UPDATE … WHERE that never replaces a newer chain, locked or not.
 local core = require "exactonline.core"
+local contract = require "exactonline.store.contract"
 
 local type, tostring, tonumber, error, pcall, require, select = type, tostring, tonumber, error, pcall, require, select
 local string_format, math_floor, math_huge = string.format, math.floor, math.huge
@@ -235,6 +236,50 @@ function _M.new(opts)
     held = false
     if conn and not exec("SELECT pg_advisory_unlock(hashtext(?), hashtext(?))", tname, key) then drop() end
     return true
+  end
+
+  -- count(): one row per (key, name) in <table>_counts, the times in an array; each change is one statement,
+  -- so the row lock orders concurrent processes and nothing needs the advisory lock
+  local ctname = tname .. "_counts"
+  local ctbl = quote_ident(ctname)
+  local counts_ready
+  local KEEP = "ARRAY(SELECT x FROM unnest(c.ats) AS x WHERE x > ?::double precision ORDER BY x)"
+  local RETURNS = " RETURNING cardinality(ats) AS n, (SELECT min(x) FROM unnest(ats) AS x) AS oldest"
+
+  --- count(name, now, window, add) --> n, oldest | nil, err: shared by every process and machine
+  function store.count(name, now, window, add)
+    add = contract.count_args("exactonline.stores.postgres", name, now, window, add)
+    local cut = num(now - window)
+    return with_conn(function()
+      if not counts_ready then
+        local r, e = exec("CREATE TABLE IF NOT EXISTS " .. ctbl .. " (key text NOT NULL, name text NOT NULL, " ..
+          "ats double precision[] NOT NULL DEFAULT '{}', PRIMARY KEY (key, name))")
+        if not r then
+          local row = first_row("SELECT to_regclass(?)::text AS t", ctbl)
+          if not (row and row.t) then return nil, db_error("cannot create the table " .. ctname, e) end
+        end
+        counts_ready = true
+      end
+      local row, err
+      if add == 0 then
+        row, err = first_row("SELECT count(x) AS n, min(x) AS oldest FROM " .. ctbl ..
+          " AS c, unnest(c.ats) AS x WHERE c.key = ? AND c.name = ? AND x > ?::double precision", key, name, cut)
+      elseif add == 1 then
+        row, err = first_row("INSERT INTO " .. ctbl .. " AS c (key, name, ats)" ..
+          " VALUES (?, ?, ARRAY[?::double precision]) ON CONFLICT (key, name) DO UPDATE" ..
+          " SET ats = (" .. KEEP .. " || EXCLUDED.ats)[greatest(1," ..
+          " cardinality(" .. KEEP .. ") + 2 - " .. contract.MAX_EVENTS .. "):]" .. RETURNS,
+          key, name, num(now), cut, cut)
+      else
+        row, err = first_row("UPDATE " .. ctbl .. " AS c SET ats = COALESCE((SELECT array_agg(x ORDER BY x) FROM" ..
+          " (SELECT x FROM unnest(c.ats) AS x WHERE x > ?::double precision ORDER BY x DESC OFFSET 1) AS k), '{}')" ..
+          " WHERE c.key = ? AND c.name = ?" .. RETURNS, cut, key, name)
+      end
+      if row == nil then return nil, db_error("cannot count " .. name, err) end
+      if row == false then return 0, nil end -- take back from a name never counted
+      local n = tonumber(row.n) or 0
+      return n, n > 0 and tonumber(row.oldest) or nil
+    end)
   end
 
   --- Close the connection (releases the lock too).

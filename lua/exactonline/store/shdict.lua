@@ -154,6 +154,54 @@ function _M.new(...)
     return true
   end
 
+  --- count(name, now, window, add) --> n, oldest | nil, err: shared by every worker. A change reads and
+  -- rewrites the name's list under a short dict lock (no yield inside it); a look reads it as it is.
+  local count_lock = key .. ":count_lock"
+  function store.count(name, now, window, add)
+    add = contract.count_args("exactonline.shdict_store", name, now, window, add)
+    local ckey = key .. ":count:" .. name
+    local function current()
+      local raw = dict:get(ckey)
+      local ok, list = pcall(cjson.decode, raw or "[]")
+      return ok and list or {}
+    end
+    if add == 0 then
+      local _, n, oldest = contract.tally(current(), now, window, 0)
+      return n, oldest
+    end
+    seq = seq + 1
+    local id = tostring(ngx_worker_pid()) .. ":" .. seq .. ":" .. math_random(1, 1e9)
+    local wait, waited = 0.001, 0
+    while true do
+      local ok, err = dict:add(count_lock, id, 2) -- a holder that died loses it after 2 s
+      if ok then break end
+      if err ~= "exists" then
+        return nil, store_error("lock", "could not take the count lock in lua_shared_dict " .. dict_name .. ": "
+          .. tostring(err), "make the lua_shared_dict larger")
+      end
+      if waited > 5 then
+        return nil, store_error("lock_timeout", "the count lock in lua_shared_dict " .. dict_name ..
+          " stayed taken for 5 s", "try again")
+      end
+      ngx_sleep(wait)
+      waited = waited + wait
+      wait = math_min(wait * 2, 0.01)
+    end
+    local list, n, oldest = contract.tally(current(), now, window, add)
+    local ok, err
+    if n > 0 then
+      ok, err = dict:set(ckey, cjson.encode(list), window + 60)
+    else
+      ok = dict:delete(ckey) or true
+    end
+    if dict:get(count_lock) == id then dict:delete(count_lock) end
+    if not ok then
+      return nil, store_error("shdict_full", "could not write the count to lua_shared_dict " .. dict_name ..
+        ": " .. tostring(err), "make the lua_shared_dict larger")
+    end
+    return n, oldest
+  end
+
   -- Shared minutely rate-limit state: what the last answer to any worker said, less what workers have sent
   -- since. The ngx transport asks before() each API call (seconds to wait for the reset, 0: go; a go
   -- reserves one call) and tells after() each answer's headers.

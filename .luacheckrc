@@ -8,4 +8,5 @@ files["spec/"] = { std = "+busted" }
 files["lua/exactonline/sandbox/"] = { std = "ngx_lua" }
 files["lua/exactonline/transport/ngx.lua"] = { std = "ngx_lua" }
 files["lua/exactonline/store/shdict.lua"] = { std = "ngx_lua" }
+files["lua/exactonline/gateway/"] = { std = "ngx_lua" }
 files["bin/exactonline"] = { std = "max" }

@@ -46,6 +46,7 @@ EO_EXPORT int luaopen_exactonline_core(lua_State *L) {
     eo_open_api(L);
     eo_open_client(L);
     eo_open_webhook(L);
+    eo_open_digest(L);
     eo_open_fileio(L);
     eo_open_sys(L);
     /* Exact's token clock, from its one home (eo.h), for reports such as `exactonline token` */

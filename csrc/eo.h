@@ -64,6 +64,7 @@ EO_HIDDEN void eo_open_oauth(lua_State *L);   /* oauth.c:   auth URL, code, toke
 EO_HIDDEN void eo_open_api(lua_State *L);     /* api.c:     URLs, query, rate limits, envelopes */
 EO_HIDDEN void eo_open_client(lua_State *L);  /* client.c:  the exactonline.Client userdata */
 EO_HIDDEN void eo_open_webhook(lua_State *L); /* webhook.c: HMAC-SHA256 verification      */
+EO_HIDDEN void eo_open_digest(lua_State *L);  /* digest.c:  SHA-256, constant-time compare  */
 EO_HIDDEN void eo_open_fileio(lua_State *L);  /* fileio.c:  atomic write, fsync, flock     */
 EO_HIDDEN void eo_open_sys(lua_State *L);     /* sys.c:     OS calls the CLI needs (no lua-posix for 5.4) */
 EO_HIDDEN void eo_open_multi(lua_State *L);   /* multi.c:   many clients' transfers at once  */

@@ -1,6 +1,7 @@
 /* The few operating-system calls the CLI needs that Lua lacks: realpath, getpid/getppid/geteuid,
  * isatty, stat, mkdtemp, getrandom, files created O_EXCL|O_NOFOLLOW with a mode, clean-up of the temp files
- * a killed export left, a child process started without the environment's secrets, a SIGTERM/SIGHUP flag.
+ * a killed export left, a child process started without the environment's secrets, a SIGTERM/SIGHUP flag,
+ * and for the gateway started as root: a user's ids (getpwnam) and chown.
  * Why here and not lua-posix: Debian 12's lua-posix has no Lua 5.4 build (only 5.1-5.3), and the CLI
  * runs on lua5.4; these are a dozen thin wrappers, so they live in the core the CLI loads anyway.
  * Errors are returned as nil, "what path: strerror" (luaL_fileresult style), never raised. */
@@ -8,7 +9,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -69,7 +72,7 @@ static int l_isatty(lua_State *L) {
 }
 
 /* core.stat(path [, nofollow]) --> { type = "file"|"dir"|"link"|"other", mode = permission bits,
- * uid, size, mtime } | nil, err */
+ * uid, gid, size, mtime } | nil, err */
 static int l_stat(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     int nofollow = lua_toboolean(L, 2);
@@ -79,13 +82,15 @@ static int l_stat(lua_State *L) {
     if (S_ISREG(st.st_mode)) type = "file";
     else if (S_ISDIR(st.st_mode)) type = "dir";
     else if (S_ISLNK(st.st_mode)) type = "link";
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
     lua_pushstring(L, type);
     lua_setfield(L, -2, "type");
     lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
     lua_setfield(L, -2, "mode");
     lua_pushinteger(L, (lua_Integer)st.st_uid);
     lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, (lua_Integer)st.st_gid);
+    lua_setfield(L, -2, "gid");
     lua_pushinteger(L, (lua_Integer)st.st_size);
     lua_setfield(L, -2, "size");
     lua_pushinteger(L, (lua_Integer)st.st_mtime);
@@ -411,6 +416,41 @@ static int l_signalled(lua_State *L) {
     return 1;
 }
 
+/* core.user(name) --> { uid, gid, group = the name of gid } | nil, err (who nginx's workers run as) */
+static int l_user(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    struct passwd pw, *pwp = NULL;
+    struct group gr, *grp = NULL;
+    char buf[4096];
+    int e = getpwnam_r(name, &pw, buf, sizeof buf, &pwp);
+    if (!pwp) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "no user named %s%s%s", name, e ? ": " : "", e ? strerror(e) : "");
+        return 2;
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)pw.pw_uid);
+    lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, (lua_Integer)pw.pw_gid);
+    lua_setfield(L, -2, "gid");
+    if (getgrgid_r(pw.pw_gid, &gr, buf, sizeof buf, &grp) == 0 && grp) {
+        lua_pushstring(L, gr.gr_name);
+        lua_setfield(L, -2, "group");
+    }
+    return 1;
+}
+
+/* core.chown(path, uid, gid) --> true | nil, err (the path itself, never a symbolic link's target) */
+static int l_chown(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer uid = luaL_checkinteger(L, 2), gid = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, uid >= 0 && uid <= (lua_Integer)INT_MAX, 2, "a user id");
+    luaL_argcheck(L, gid >= 0 && gid <= (lua_Integer)INT_MAX, 3, "a group id");
+    if (lchown(path, (uid_t)uid, (gid_t)gid) < 0) return fail(L, errno, "cannot chown", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 void eo_open_sys(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"realpath", l_realpath},       {"getpid", l_getpid},
@@ -420,7 +460,8 @@ void eo_open_sys(lua_State *L) {
         {"truncate", l_truncate},       {"create_file", l_create_file},
         {"append_file", l_append_file}, {"clean_partials", l_clean_partials},
         {"spawn", l_spawn},             {"trap_signals", l_trap_signals},
-        {"signalled", l_signalled},     {NULL, NULL}};
+        {"signalled", l_signalled},     {"user", l_user},
+        {"chown", l_chown},             {NULL, NULL}};
     static const luaL_Reg file_methods[] = {
         {"write", file_write}, {"flush", file_flush}, {"close", file_close}, {NULL, NULL}};
     if (luaL_newmetatable(L, FILE_MT)) {

@@ -25,6 +25,7 @@ build = {
     ["exactonline.cli.demo"] = "lua/exactonline/cli/demo.lua",
     ["exactonline.cli.export"] = "lua/exactonline/cli/export.lua",
     ["exactonline.cli.format"] = "lua/exactonline/cli/format.lua",
+    ["exactonline.cli.gateway"] = "lua/exactonline/cli/gateway.lua",
     ["exactonline.cli.get"] = "lua/exactonline/cli/get.lua",
     ["exactonline.cli"] = "lua/exactonline/cli/init.lua",
     ["exactonline.cli.listen"] = "lua/exactonline/cli/listen.lua",
@@ -38,6 +39,17 @@ build = {
     ["exactonline.cli.token"] = "lua/exactonline/cli/token.lua",
     ["exactonline.cli.util"] = "lua/exactonline/cli/util.lua",
     ["exactonline.client"] = "lua/exactonline/client.lua",
+<<<<<<< HEAD
+=======
+    ["exactonline.file_store"] = "lua/exactonline/file_store.lua",
+    ["exactonline.gateway.app"] = "lua/exactonline/gateway/app.lua",
+    ["exactonline.gateway.chain"] = "lua/exactonline/gateway/chain.lua",
+    ["exactonline.gateway.conf"] = "lua/exactonline/gateway/conf.lua",
+    ["exactonline.gateway"] = "lua/exactonline/gateway/init.lua",
+    ["exactonline.gateway.keys"] = "lua/exactonline/gateway/keys.lua",
+    ["exactonline.gateway.metrics"] = "lua/exactonline/gateway/metrics.lua",
+    ["exactonline.gateway.pacer"] = "lua/exactonline/gateway/pacer.lua",
+>>>>>>> 677f2ee (exactonline gateway: Exact Online behind nginx for tools without OAuth — client keys (SHA-256 only, constant-time compare), forwarding with the bearer added, __next rewritten, per-division pacing across workers, /healthz, /metrics, access log without secrets)
     ["exactonline"] = "lua/exactonline/init.lua",
     ["exactonline.replicate.catalog"] = "lua/exactonline/replicate/catalog.lua",
     ["exactonline.replicate.db"] = "lua/exactonline/replicate/db.lua",
@@ -71,6 +83,7 @@ build = {
         "csrc/box.c",
         "csrc/client.c",
         "csrc/core.c",
+        "csrc/digest.c",
         "csrc/error.c",
         "csrc/fileio.c",
         "csrc/http.c",

@@ -220,7 +220,9 @@ local function is_relative(path)
   return path:sub(1, 1) ~= "/" and not path:match("^[hH][tT][tT][pP][sS]?://")
 end
 
---- client:request(method, path, { query, body, headers }) --> { status, headers, body, data } | nil, err
+--- client:request(method, path, { query, body, headers, raw }) --> { status, headers, body, data } | nil, err
+-- raw = true: whatever Exact answered last (any status; body not decoded), after the client's own 401 refresh
+-- and 429 wait; only failures before or without an answer are errors (the gateway passes answers through)
 function methods:request(method, path, opts)
   local st = state_of(self)
   if type(method) ~= "string" then error("bad argument #1 to 'request' (method string expected)", 2) end
@@ -234,6 +236,7 @@ function methods:request(method, path, opts)
   local ok, err = ready(self, st)
   if not ok then return nil, err end
   local refreshed, waited = false, false
+  local raw = opts and opts.raw
   local accept = opts and opts.headers and (opts.headers.Accept or opts.headers.accept)
   local expect_json = accept == nil or tostring(accept):find("json", 1, true) ~= nil
   while true do
@@ -245,6 +248,11 @@ function methods:request(method, path, opts)
     local used = req.headers.Authorization:sub(8)
     local resp, terr = st.transport:request(req)
     if not resp then return nil, terr end
+    local status = resp.status
+    if raw and not (status == 401 and not refreshed or status == 429 and not waited) then
+      self:absorb({ status = status, headers = resp.headers }, false) -- the rate-limit headers only
+      return resp
+    end
     local res, aerr = self:absorb(resp, expect_json)
     if res then return res end
     if aerr.status == 401 and not refreshed then

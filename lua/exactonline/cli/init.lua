@@ -10,7 +10,7 @@ local util = require "exactonline.cli.util"
 local _M = {}
 
 -- The order `exactonline --help` lists them in.
-local NAMES = { "auth", "token", "refresh", "get", "export", "sync", "replicate", "sandbox", "demo" }
+local NAMES = { "auth", "token", "refresh", "get", "export", "sync", "replicate", "gateway", "sandbox", "demo" }
 
 local modules, broken = {}, {}
 for _, name in ipairs(NAMES) do

@@ -55,8 +55,8 @@ describe("exactonline gateway in front of the sandbox", function()
     -- the entity's own link is the gateway's
     assert.equal(gw.url .. "/api/v1/" .. div .. "/crm/Accounts(guid'" .. made.ID .. "')", made.__metadata.uri)
     local one = "/api/v1/" .. div .. "/crm/Accounts(guid'" .. made.ID .. "')"
-        status, _, body = gw:request("PUT", one, { key = gw.keys.adf, headers = { ["Content-Type"] = "application/json" },
-      body = cjson.encode { Name = "Andere naam" } })
+    status, _, body = gw:request("PUT", one, { key = gw.keys.adf,
+      headers = { ["Content-Type"] = "application/json" }, body = cjson.encode { Name = "Andere naam" } })
     assert.equal(204, status, body)
     assert.equal("", body)
         status, _, body = gw:get(one .. "?$select=Name", { key = gw.keys.adf })

@@ -116,36 +116,56 @@ function Gateway:stop()
   self.stopped = true
   os.execute("kill -TERM " .. self.proc.pid .. " 2>/dev/null")
   self.code = self.proc.wait()
+  -- the command is gone; its nginx follows (SIGTERM through setpriv's parent-death signal): wait for the port
+  for _ = 1, 200 do
+    local status = helpers.http("GET", self.url .. "/healthz", { timeout = 1 })
+    if not status then return self.code end
+    os.execute("sleep 0.05")
+  end
+  error("the gateway's nginx still answers after its command stopped")
 end
 
---- start{ sandbox = sb, workers = 2, keys = { names… }, args = { extra CLI args }, env = { … } } --> Gateway
-function _M.start(opts)
+--- prepare{ sandbox = sb, keys = { names… }, tokens = false } --> a Gateway not started yet: a token file with
+-- the first pair (as `exactonline auth` leaves it; none with tokens = false) and the keys, made with the CLI
+function _M.prepare(opts)
   local sb = opts.sandbox
   local dir = helpers.tmpdir()
   local g = setmetatable({ sb = sb, dir = dir, token_file = dir .. "/state/tokens.json",
     key_file = dir .. "/state/gateway-keys.json", keys = {}, answers = {}, outputs = {}, tokens = {} }, Gateway)
-  -- the first pair, as `exactonline auth` would leave it
   os.execute("mkdir -p " .. q(dir .. "/state") .. " && chmod 700 " .. q(dir .. "/state"))
-  local client = assert(exactonline.new(sb:client_config { store = exactonline.file_store(g.token_file) }))
-  assert(client:exchange(sb:code()))
-  client:close()
-  g:remember_tokens()
+  if opts.tokens ~= false then
+    local client = assert(exactonline.new(sb:client_config { store = exactonline.file_store(g.token_file) }))
+    assert(client:exchange(sb:code()))
+    client:close()
+    g:remember_tokens()
+  end
   for _, name in ipairs(opts.keys or { "spec" }) do g:new_key(name) end
   if is_root() then -- its workers run as nobody: the state is theirs, as the gateway's own message asks
     os.execute("chown -R nobody:nogroup " .. q(dir) .. " && chmod 711 " .. q(dir))
   end
   g.port = helpers.free_port()
-  g.url = "http://127.0.0.1:" .. g.port
-  local args = { "gateway", "--keys", g.key_file, "--listen", "127.0.0.1:" .. g.port,
+  return g
+end
+
+--- launch the command: g:launch{ workers = 2, args = { extra CLI args }, env = { … }, wait = false }
+function Gateway:launch(opts)
+  opts = opts or {}
+  self.url = self.url or ("http://127.0.0.1:" .. self.port)
+  local args = { "gateway", "--keys", self.key_file, "--listen", "127.0.0.1:" .. self.port,
     "--workers", tostring(opts.workers or 2) }
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
-  g.proc = cli.spawn(g:env(opts.env), args)
+  self.proc = cli.spawn(self:env(opts.env), args)
   -- stop it if the spec run dies first
-  os.execute("nohup sh -c " .. q("while kill -0 " .. owner .. " 2>/dev/null && kill -0 "
-    .. g.proc.pid .. " 2>/dev/null; do sleep 1; done; kill -TERM " .. g.proc.pid .. " 2>/dev/null") ..
+  os.execute("nohup sh -c " .. q("while kill -0 " .. owner .. " 2>/dev/null && kill -0 " .. self.proc.pid ..
+    " 2>/dev/null; do sleep 1; done; kill -TERM " .. self.proc.pid .. " 2>/dev/null") ..
     " >/dev/null 2>&1 </dev/null &")
-  g:wait_ready()
-  return g
+  if opts.wait ~= false then self:wait_ready() end
+  return self
+end
+
+--- start{ sandbox = sb, workers = 2, keys = { names… }, args = { … }, env = { … } } --> a running Gateway
+function _M.start(opts)
+  return _M.prepare(opts):launch(opts)
 end
 
 --- every text a client or an operator saw: answers (bodies and headers), CLI output, the gateway's logs

@@ -160,7 +160,7 @@ describe("every command's --help examples, against a sandbox", function()
   -- one test per example, in the help's order, auth first (the others need its tokens)
   local names = { "auth" }
   for _, c in ipairs(require("exactonline.cli").commands) do
-    if c[1] ~= "auth" and c[1] ~= "sandbox" then names[#names + 1] = c[1] end
+    if c[1] ~= "auth" and c[1] ~= "sandbox" and c[1] ~= "gateway" then names[#names + 1] = c[1] end
   end
   for _, name in ipairs(names) do
     local list = examples_of(name)
@@ -171,6 +171,67 @@ describe("every command's --help examples, against a sandbox", function()
       end)
     end
   end
+
+  -- the gateway's key examples in order (the revocation last), its servers in the background, the examples
+  -- that call a gateway against the first server
+  it("gateway", function()
+    local list = examples_of("gateway")
+    local keys, servers, clients, last = {}, {}, {}, {}
+    for _, e in ipairs(list) do
+      if e:match("^exactonline gateway %-%-revoke%-key") then last[#last + 1] = e
+      elseif e:match("^exactonline gateway %-%-new%-key") or e:match("^exactonline gateway %-%-list%-keys") then
+        keys[#keys + 1] = e
+      elseif e:match("^exactonline gateway") then servers[#servers + 1] = e
+      else clients[#clients + 1] = e end
+    end
+    assert.is_true(#keys > 0 and #servers > 0 and #clients > 0 and #last > 0)
+    -- nginx verifies the sandbox's certificate by name; started as root, its workers (nobody) need the state
+    local saved = env.EXACT_BASE_URL
+    env.EXACT_BASE_URL = "https://localhost:" .. sb.port
+    for _, e in ipairs(keys) do check("gateway", e) end
+    if helpers.capture("id -u"):match("^0%s") then
+      helpers.sh("chown -R nobody:nogroup " .. q(dir .. "/config") .. " && chmod 711 " .. q(dir))
+    end
+    local ok, err = pcall(function()
+      for i, e in ipairs(servers) do
+        local port = helpers.free_port()
+        local line = e:gsub("%s+#.*$", ""):gsub("0%.0%.0%.0:8443", "127.0.0.1:" .. port)
+          :gsub("/etc/ssl/gw%.pem", helpers.tls_dir .. "/server.pem"):gsub("/etc/ssl/gw%.key", helpers.tls_dir ..
+          "/server.key")
+        if not line:find("--listen", 1, true) then line = line .. " --listen 127.0.0.1:" .. port end
+        local url = (line:find("--tls-cert", 1, true) and "https://localhost:" or "http://127.0.0.1:") .. port
+        local parts = {}
+        for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. q(v) end
+        local log = dir .. "/gateway-" .. i .. ".log"
+        local pid = tonumber(helpers.capture("cd " .. q(dir .. "/work") .. " && env " .. table.concat(parts, " ")
+          .. " sh -c " .. q("exec " .. line) .. " >" .. q(log) .. " 2>&1 </dev/null & echo $!"):match("%d+"))
+        local status
+        for _ = 1, 200 do
+          status = helpers.http("GET", url .. "/healthz", { cafile = sb.cafile, timeout = 2 })
+          if status == 200 then break end
+          helpers.sh("sleep 0.05")
+        end
+        local sok, serr = pcall(function()
+          assert.are.equal(200, status, e .. "\n" .. (helpers.read(log) or ""))
+          if i == 1 then
+            for _, c in ipairs(clients) do
+              local out = check("gateway", (c:gsub("127%.0%.0%.1:8080", "127.0.0.1:" .. port)))
+              assert.matches('"CurrentDivision"', out)
+            end
+          end
+        end)
+        helpers.sh("kill -TERM " .. pid)
+        for _ = 1, 100 do
+          if not helpers.http("GET", url .. "/healthz", { cafile = sb.cafile, timeout = 1 }) then break end
+          helpers.sh("sleep 0.05")
+        end
+        assert(sok, serr)
+      end
+      for _, e in ipairs(last) do check("gateway", e) end
+    end)
+    env.EXACT_BASE_URL = saved
+    assert(ok, err)
+  end)
 
   it("sandbox", function()
     local list = examples_of("sandbox")

@@ -25,9 +25,11 @@ function _M.add_to_parser(root)
       .. "goes to stdout (--access-log FILE), errors to stderr. Started as root, its workers run as nobody.\n"
       .. "--new-key prints the new key, and only that, on stdout; the key file keeps its SHA-256 only.",
     examples = {
-      "exactonline auth && KEY=$(exactonline gateway --new-key adf) && exactonline gateway",
-      "curl -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8080/api/v1/current/Me",
+      "exactonline gateway --new-key adf > adf.key     # the key, shown once; the key file keeps its SHA-256",
+      "exactonline gateway                             # on 127.0.0.1:8080 until Ctrl-C",
+      "curl -s -H \"Authorization: Bearer $(cat adf.key)\" http://127.0.0.1:8080/api/v1/current/Me",
       "exactonline gateway --listen 0.0.0.0:8443 --tls-cert /etc/ssl/gw.pem --tls-key /etc/ssl/gw.key",
+      "exactonline gateway --list-keys",
       "exactonline gateway --revoke-key adf",
     },
   })

@@ -204,6 +204,12 @@ function _M.prepare(opts)
   for _, f in ipairs { { opts.tls_cert, "--tls-cert" }, { opts.tls_key, "--tls-key" } } do
     if f[1] and not exists(f[1]) then return nil, "cannot read " .. f[1] .. " (" .. f[2] .. ")", 2 end
   end
+  local upstream_host = opts.base_url and opts.base_url:match("^%a+://%[?([^/%]]*)")
+  if upstream_host and (upstream_host:match("^[%d.:]+$") or upstream_host:find(":", 1, true) and
+    not upstream_host:match("^[%w.-]+:%d+$")) then
+    return nil, "nginx verifies Exact Online's certificate by host name only: give a base URL with a name "
+      .. "(https://localhost:PORT for a sandbox on this machine), not the address " .. opts.base_url, 2
+  end
   if not exists(_M.NGINX) or not exists(_M.MODULES .. "/ngx_http_lua_module.so") then
     return nil, "the gateway runs on Debian's nginx with ngx_lua: apt install nginx libnginx-mod-http-lua", 1
   end

@@ -9,29 +9,15 @@ local helpers = require "helpers"
 local cli = require "support.cli_run"
 local exactonline = require "exactonline"
 
-local io, os, table = io, os, table
-local tostring, tonumber, ipairs, pairs, error, setmetatable, type, assert = tostring, tonumber, ipairs, pairs,
-  error, setmetatable, type, assert
+local os, table = os, table
+local tostring, ipairs, pairs, error, setmetatable, type, assert, pcall = tostring, ipairs, pairs, error,
+  setmetatable, type, assert, pcall
 
 local _M = {}
 
 local q = helpers.quote
 
-local function read_cmd(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local owner = tonumber(read_cmd("echo $PPID"):match("%d+")) -- the busted process
-
-local function is_root()
-  local p = io.popen("id -u")
-  local out = p:read("*a")
-  p:close()
-  return out:match("^0%s") ~= nil
-end
+local is_root = helpers.is_root
 _M.is_root = is_root
 
 local Gateway = {}
@@ -86,7 +72,7 @@ end
 
 --- what the gateway wrote: access log (stdout), stderr
 function Gateway:logs()
-  return cli.read(self.proc.dir .. "/out") or self.proc.stdout or "", cli.read(self.proc.dir .. "/err") or
+  return helpers.read(self.proc.dir .. "/out") or self.proc.stdout or "", helpers.read(self.proc.dir .. "/err") or
     self.proc.stderr or ""
 end
 
@@ -104,7 +90,7 @@ function Gateway:wait_ready()
   for _ = 1, 200 do
     local status = helpers.http("GET", self.url .. "/healthz", { timeout = 2 })
     if status == 200 then return true end
-    if cli.read(self.proc.dir .. "/rc") then break end
+    if helpers.read(self.proc.dir .. "/rc") then break end
     os.execute("sleep 0.05")
   end
   local out, err = self:logs()
@@ -156,9 +142,10 @@ function Gateway:launch(opts)
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
   self.proc = cli.spawn(self:env(opts.env), args)
   -- stop it if the spec run dies first
-  os.execute("nohup sh -c " .. q("while kill -0 " .. owner .. " 2>/dev/null && kill -0 " .. self.proc.pid ..
+  os.execute("nohup sh -c " .. q("while kill -0 " .. helpers.pid() .. " 2>/dev/null && kill -0 " .. self.proc.pid ..
     " 2>/dev/null; do sleep 1; done; kill -TERM " .. self.proc.pid .. " 2>/dev/null") ..
     " >/dev/null 2>&1 </dev/null &")
+  helpers.on_cleanup(function() pcall(self.stop, self) end)
   if opts.wait ~= false then self:wait_ready() end
   return self
 end

@@ -39,7 +39,7 @@ DEB_PACKAGES = lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson lu
                curl binutils procps git valgrind lua-dbi-sqlite3 lua-dbi-postgresql sqlite3 \
                lua-argparse
 
-.PHONY: all lua54 luajit test test-run demo demo-run deps lint install clean bench memcheck asan
+.PHONY: all lua54 luajit test test-run demo demo-run deps lint install clean bench bench-gateway memcheck asan
 
 all: lua54
 
@@ -83,6 +83,13 @@ bench:
 	@$(MAKE) --no-print-directory lua54 luajit
 	@lua5.4 bench/run.lua
 	@lua5.4 bench/replicate.lua
+	@lua5.4 bench/gateway.lua
+
+# what exactonline gateway adds to a call, and its requests/s, against direct calls (also part of make bench)
+bench-gateway:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory lua54 luajit
+	@lua5.4 bench/gateway.lua
 
 install: lua54
 	install -d $(LUA_SHARE)/exactonline $(LUA_LIB)/exactonline $(BIN_DIR)

@@ -111,10 +111,17 @@ function Gateway:stop()
   error("the gateway's nginx still answers after its command stopped")
 end
 
---- prepare{ sandbox = sb, keys = { names… }, tokens = false } --> a Gateway not started yet: a token file with
--- the first pair (as `exactonline auth` leaves it; none with tokens = false) and the keys, made with the CLI
+--- prepare{ sandbox = sb, keys = { names… }, tokens = false, share = gw } --> a Gateway not started yet: a
+-- token file with the first pair (as `exactonline auth` leaves it; none with tokens = false) and the keys, made
+-- with the CLI
+-- share = another Gateway: the same token file and keys (two gateways on one chain, as two machines would be)
 function _M.prepare(opts)
   local sb = opts.sandbox
+  if opts.share then
+    local o = opts.share
+    return setmetatable({ sb = sb, dir = o.dir, token_file = o.token_file, key_file = o.key_file,
+      keys = o.keys, answers = {}, outputs = {}, tokens = o.tokens, port = helpers.free_port() }, Gateway)
+  end
   local dir = helpers.tmpdir()
   local g = setmetatable({ sb = sb, dir = dir, token_file = dir .. "/state/tokens.json",
     key_file = dir .. "/state/gateway-keys.json", keys = {}, answers = {}, outputs = {}, tokens = {} }, Gateway)

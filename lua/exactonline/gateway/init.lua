@@ -232,12 +232,24 @@ function _M.prepare(opts)
 
   -- tokens: the chain must exist before clients are let in
   local token_file = opts.token_file and absolute(opts.token_file)
-  if not opts.token_db then
-    local ok, store = pcall(require("exactonline").file_store, token_file)
+  do
+    local exactonline = require "exactonline"
+    local ok, store
+    if opts.token_db then
+      ok, store = pcall(exactonline.stores.postgres, { conninfo = opts.token_db })
+    else
+      ok, store = pcall(exactonline.file_store, token_file)
+    end
     if not ok then return nil, tostring(store), 2 end
     local t, terr = store.load()
+    if store.close then store.close() end
     if terr then return nil, tostring(terr), 2 end
     if not t then
+      if opts.token_db then
+        return nil, "there are no tokens in the PostgreSQL store yet (table exactonline_tokens, key default): "
+          .. "authorize once with a client whose store is exactonline.stores.postgres{ conninfo = … } "
+          .. "(client:exchange), then start the gateway", 2
+      end
       return nil, "there are no tokens in " .. token_file .. " yet: run `exactonline auth` first (with the same "
         .. "settings), then start the gateway", 2
     end

@@ -78,12 +78,25 @@ end
 
 --- every token the chain has had (from the token file now, and each pair recorded before)
 function Gateway:remember_tokens()
-  local t = exactonline.file_store(self.token_file).load()
+  local text = helpers.read(self.token_file) -- read as it is: the file store refuses another user's file
+  local t = text and helpers.json.decode(text).tokens
   if t then
     self.tokens[t.access_token] = true
     self.tokens[t.refresh_token] = true
   end
   return t
+end
+
+--- run fn() as the token file's rightful user would: started as root, the state is the workers' (nobody's),
+-- so for fn it is root's again, then handed back (what a root running `exactonline auth` must do by hand)
+function Gateway:as_owner(fn)
+  if not is_root() then return fn() end
+  local state = self.dir .. "/state"
+  os.execute("chown -R root:root " .. q(state))
+  local ok, a, b = pcall(fn)
+  os.execute("chown -R nobody:nogroup " .. q(state))
+  if not ok then error(a, 0) end
+  return a, b
 end
 
 function Gateway:wait_ready()

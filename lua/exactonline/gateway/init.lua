@@ -167,6 +167,16 @@ local function check_worker_access(user, paths)
   return true
 end
 
+local function no_tokens(token_file)
+  if not token_file then
+    return "there are no tokens in the PostgreSQL store yet (table exactonline_tokens, key default): authorize "
+      .. "once with a client whose store is exactonline.stores.postgres{ conninfo = … } (client:exchange), then "
+      .. "start the gateway"
+  end
+  return "there are no tokens in " .. token_file .. " yet: run `exactonline auth` first (with the same settings), "
+    .. "then start the gateway"
+end
+
 local function lua_literal(v)
   local t = type(v)
   if t == "string" then return str_format("%q", v) end
@@ -230,9 +240,23 @@ function _M.prepare(opts)
     return nil, "every key in " .. key_path .. " is revoked: make one with exactonline gateway --new-key NAME", 2
   end
 
-  -- tokens: the chain must exist before clients are let in
+  local user
+  if core.geteuid() == 0 then
+    local u, uerr = core.user(_M.WORKER_USER)
+    if not u then return nil, "started as root, the gateway runs its workers as " .. _M.WORKER_USER .. ": " ..
+      tostring(uerr), 1 end
+    u.name = _M.WORKER_USER
+    user = u
+    local token_file = opts.token_file and absolute(opts.token_file)
+    local ok, why = check_worker_access(u, { token_file = not opts.token_db and token_file or nil, keys = key_path })
+    if not ok then return nil, why, 2 end
+  end
+
+  -- tokens: the chain must exist before clients are let in (a file the workers own is theirs to read)
   local token_file = opts.token_file and absolute(opts.token_file)
-  do
+  if user and not opts.token_db then
+    if not core.stat(token_file) then return nil, no_tokens(token_file), 2 end
+  else
     local exactonline = require "exactonline"
     local ok, store
     if opts.token_db then
@@ -244,26 +268,7 @@ function _M.prepare(opts)
     local t, terr = store.load()
     if store.close then store.close() end
     if terr then return nil, tostring(terr), 2 end
-    if not t then
-      if opts.token_db then
-        return nil, "there are no tokens in the PostgreSQL store yet (table exactonline_tokens, key default): "
-          .. "authorize once with a client whose store is exactonline.stores.postgres{ conninfo = … } "
-          .. "(client:exchange), then start the gateway", 2
-      end
-      return nil, "there are no tokens in " .. token_file .. " yet: run `exactonline auth` first (with the same "
-        .. "settings), then start the gateway", 2
-    end
-  end
-
-  local user
-  if core.geteuid() == 0 then
-    local u, uerr = core.user(_M.WORKER_USER)
-    if not u then return nil, "started as root, the gateway runs its workers as " .. _M.WORKER_USER .. ": " ..
-      tostring(uerr), 1 end
-    u.name = _M.WORKER_USER
-    user = u
-    local ok, why = check_worker_access(u, { token_file = not opts.token_db and token_file or nil, keys = key_path })
-    if not ok then return nil, why, 2 end
+    if not t then return nil, no_tokens(not opts.token_db and token_file), 2 end
   end
 
   local free, ferr = port_free(listen)

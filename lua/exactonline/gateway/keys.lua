@@ -8,7 +8,7 @@
 local core = require "exactonline.core"
 local cjson = require("cjson").new()
 
-local type, tostring, ipairs, pcall, os_time, error = type, tostring, ipairs, pcall, os.time, error
+local io, type, tostring, ipairs, pcall, os_time, error = io, type, tostring, ipairs, pcall, os.time, error
 local str_format, str_byte, str_gsub = string.format, string.byte, string.gsub
 
 local _M = {}
@@ -35,14 +35,32 @@ local function valid_name(name)
   return type(name) == "string" and #name <= 64 and name:match("^[%w][%w._@-]*$") ~= nil
 end
 
+-- The file's text | false (no file) | nil, message. It holds hashes, not secrets, but whoever can change it
+-- can let anyone in: a regular file (no symbolic link), written by nobody but its owner; owned by this user,
+-- or (a gateway started as root) by the workers' user it was handed to.
+local function read_text(path)
+  local st = core.stat(path, true)
+  if not st then return false end
+  if st.type ~= "file" then return nil, path .. " is not a regular file (a symbolic link or a folder?)" end
+  if st.mode % 64 >= 8 or st.mode % 8 >= 1 then
+    return nil, ("%s can be read or written by other users (mode %o): chmod 600 %s"):format(path, st.mode, path)
+  end
+  local me = core.geteuid()
+  if st.uid ~= me and me ~= 0 then
+    return nil, ("%s belongs to another user (uid %d): it must be yours"):format(path, st.uid)
+  end
+  local f, err = io.open(path, "rb")
+  if not f then return nil, tostring(err) end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
 --- doc | nil, message. A file that does not exist yet holds no keys.
 function _M.read(path)
-  local text, err = core.read_private(path)
+  local text, err = read_text(path)
   if text == false then return { format = _M.FORMAT, keys = {} }, nil, "missing" end
-  if not text then
-    local msg = type(err) == "table" and err.message or tostring(err)
-    return nil, "cannot read the gateway key file " .. path .. ": " .. tostring(msg)
-  end
+  if not text then return nil, "cannot read the gateway key file " .. path .. ": " .. tostring(err) end
   local ok, doc = pcall(cjson.decode, text)
   if not ok or type(doc) ~= "table" or doc.format ~= _M.FORMAT or type(doc.keys) ~= "table" then
     return nil, "the gateway key file " .. path .. " is not an exactonline gateway key file (nothing was changed)"
@@ -91,6 +109,9 @@ end
 local function update(path, fn)
   local ok, merr = core.mkdir_p(dirname(path), 448) -- 0700
   if not ok then return nil, tostring(type(merr) == "table" and merr.message or merr) end
+  -- run as root on a key file handed to the workers' user, the lock file is taken back (the workers never lock)
+  local lst = core.geteuid() == 0 and core.stat(path .. ".lock", true)
+  if lst and lst.type == "file" and lst.uid ~= 0 then core.chown(path .. ".lock", 0, 0) end
   local lock, lerr = core.flock(path .. ".lock", 10)
   if not lock then return nil, tostring(type(lerr) == "table" and lerr.message or lerr) end
   local doc, err = _M.read(path)

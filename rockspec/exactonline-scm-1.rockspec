@@ -39,9 +39,6 @@ build = {
     ["exactonline.cli.token"] = "lua/exactonline/cli/token.lua",
     ["exactonline.cli.util"] = "lua/exactonline/cli/util.lua",
     ["exactonline.client"] = "lua/exactonline/client.lua",
-<<<<<<< HEAD
-=======
-    ["exactonline.file_store"] = "lua/exactonline/file_store.lua",
     ["exactonline.gateway.app"] = "lua/exactonline/gateway/app.lua",
     ["exactonline.gateway.chain"] = "lua/exactonline/gateway/chain.lua",
     ["exactonline.gateway.conf"] = "lua/exactonline/gateway/conf.lua",
@@ -49,7 +46,6 @@ build = {
     ["exactonline.gateway.keys"] = "lua/exactonline/gateway/keys.lua",
     ["exactonline.gateway.metrics"] = "lua/exactonline/gateway/metrics.lua",
     ["exactonline.gateway.pacer"] = "lua/exactonline/gateway/pacer.lua",
->>>>>>> 677f2ee (exactonline gateway: Exact Online behind nginx for tools without OAuth — client keys (SHA-256 only, constant-time compare), forwarding with the bearer added, __next rewritten, per-division pacing across workers, /healthz, /metrics, access log without secrets)
     ["exactonline"] = "lua/exactonline/init.lua",
     ["exactonline.replicate.catalog"] = "lua/exactonline/replicate/catalog.lua",
     ["exactonline.replicate.db"] = "lua/exactonline/replicate/db.lua",

@@ -123,6 +123,16 @@ describe("exactonline gateway, the command", function()
       mine.token_file:gsub("%p", "%%%0"), r.stderr)
   end)
 
+  it("starts for a region (Exact's own host, found through the system's resolver) and answers /healthz", function()
+    local g = gw_harness.prepare { sandbox = sb, keys = { "k" } }
+    g:launch { workers = 1, env = { EXACT_BASE_URL = false, EXACT_REGION = "nl", EXACT_CAFILE = false } }
+    local status, _, body = g:get("/healthz")
+    assert.equal(200, status, body)
+    g:stop()
+    local _, err = g:logs()
+    assert.matches("%-> Exact Online %(nl%)", err)
+  end)
+
   it("serves HTTPS with --tls-cert and --tls-key", function()
     local tls = helpers.tls_dir
     gw.url = "https://localhost:" .. gw.port

@@ -28,7 +28,9 @@ function Gateway:env(extra)
   -- nginx verifies Exact's certificate by host name only: localhost, not 127.0.0.1
   local env = cli.env_for(self.sb, self.dir, { EXACT_TOKEN_FILE = self.token_file,
     EXACT_BASE_URL = "https://localhost:" .. self.sb.port })
-  for k, v in pairs(extra or {}) do env[k] = v end
+  for k, v in pairs(extra or {}) do
+    if v == false then env[k] = nil else env[k] = v end
+  end
   return env
 end
 

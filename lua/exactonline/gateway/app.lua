@@ -49,6 +49,14 @@ local function now()
   return ngx_now()
 end
 
+-- the origin Exact's absolute URLs start with, plain and as JSON writes it (slashes escaped)
+local function upstream_origin(url)
+  local origin = url:match("^(%a[%w+.-]*://[^/]+)")
+  if not origin then return end
+  settings.upstream_origin = origin
+  settings.upstream_origin_json = (origin:gsub("/", "\\/"))
+end
+
 --- init(settings_path): in nginx's master (init_by_lua), before the workers fork
 function _M.init(path)
   settings = dofile(path)
@@ -60,9 +68,7 @@ function _M.init(path)
   end
   store = chain_mod.new(DICT, backing)
   pacer = pacer_mod.new(DICT, { max_wait = settings.max_wait })
-  local origin = settings.base_url:match("^(%a[%w+.-]*://[^/]+)")
-  settings.upstream_origin = origin
-  settings.upstream_origin_json = origin:gsub("/", "\\/")
+  if settings.base_url then upstream_origin(settings.base_url) end -- a region's: from the first call's URL
   metrics.init(DICT)
 end
 
@@ -147,6 +153,7 @@ local function make_transport()
       metrics.token_call(resp and resp.status, req.body)
       return resp, err
     end
+    if not settings.upstream_origin then upstream_origin(url) end
     local d = division_of(url)
     local waited, perr = pacer:before(d)
     if not waited then return nil, perr end
@@ -202,7 +209,7 @@ end
 
 -- Exact's absolute URLs (__next, __metadata.uri, Location, xml:base) point at the gateway instead
 local function rewrite(s, origin)
-  if not s or s == "" then return s end
+  if not s or s == "" or not settings.upstream_origin then return s end
   s = replace_all(s, settings.upstream_origin, origin)
   return replace_all(s, settings.upstream_origin_json, (str_gsub(origin, "/", "\\/")))
 end

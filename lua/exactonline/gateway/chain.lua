@@ -53,6 +53,7 @@ function _M.new(dict_name, backing)
   end
 
   store.save = shared.save
+  store.count = shared.count -- events shared by every worker (the client's error budget counts there)
 
   function store.lock()
     local ok, err = shared.lock()

@@ -8,14 +8,14 @@
 -- Through LuaDBI (Debian: lua-dbi-postgresql). Every value travels as a bound parameter, never inside the
 -- SQL text: no token shows in pg_stat_activity or in a logged statement, and the session asks the server
 -- not to log bind parameters (log_parameter_max_length = 0) where the role may set it.
--- The lock is a session-level advisory lock on (table, key): it is released by unlock(), or by the
--- server when the connection drops (a killed process never leaves it behind). save() is one
+-- The lock is a session-level advisory lock on (table, key), waited for up to lock_timeout: it is released
+-- by unlock(), or by the server when the connection drops (a killed process never leaves it behind). save() is one
 -- INSERT … ON CONFLICT DO UPDATE … WHERE that never replaces a newer chain, locked or not.
 local core = require "exactonline.core"
 local contract = require "exactonline.store.contract"
 
 local type, tostring, tonumber, error, pcall, require, select = type, tostring, tonumber, error, pcall, require, select
-local string_format, math_floor, math_huge = string.format, math.floor, math.huge
+local string_format, math_min, math_huge = string.format, math.min, math.huge
 
 local _M = {}
 
@@ -210,24 +210,25 @@ function _M.new(opts)
     timeout = tonumber(timeout) or default_timeout
     if timeout ~= timeout then timeout = default_timeout end
     return with_conn(function()
-      local ms = math_floor(timeout * 1000 + 0.5)
-      if ms < 1 then ms = 1 elseif ms > 2147483647 then ms = 2147483647 end
-      -- lock_timeout bounds the wait; the lock outlives the statement (session level)
-      local r, err = exec("SELECT set_config('lock_timeout', ?, false)", tostring(ms))
-      if not r then return nil, db_error("cannot lock", err) end
-      r, err = exec("SELECT pg_advisory_lock(hashtext(?), hashtext(?))", tname, key)
-      if not exec("SELECT set_config('lock_timeout', '0', false)") then drop() end
-      if not r then
-        if tostring(err):find("lock timeout", 1, true) then
+      -- asked again with short naps until the deadline: a refused pg_advisory_lock under lock_timeout would be a
+      -- failed statement, and LuaDBI 0.7.2 leaks the result of every failed statement
+      local deadline, nap = core.now() + timeout, 0.005
+      while true do
+        local row, err = first_row("SELECT pg_try_advisory_lock(hashtext(?), hashtext(?)) AS got", tname, key)
+        if row == nil then return nil, db_error("cannot lock", err) end
+        if row and row.got == true then
+          held = true
+          return true
+        end
+        local left = deadline - core.now()
+        if left <= 0 then
           return nil, store_error("lock_timeout", string_format(
             "another process holds the lock on %s key %s (waited %g s)", tname, key, timeout),
             "another process is refreshing the tokens; retry, or look for it in pg_locks (locktype advisory)")
         end
-        return nil, db_error("cannot lock", err)
+        core.sleep(math_min(nap, left))
+        nap = math_min(nap * 2, 0.05)
       end
-      if not conn then return nil, db_error("cannot lock", "the connection was lost") end
-      held = true
-      return true
     end)
   end
 

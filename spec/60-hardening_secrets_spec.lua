@@ -89,7 +89,8 @@ local t, err = c:exchange(%q)
 io.write(t and "exchanged\n" or ("failed: " .. tostring(err) .. "\n"))
 ]]):format(sb.base_url, sb.cafile, sb.client_id, SECRET, sb.redirect_uri, sb:code()))
     local function run(env)
-      local p = io.popen(env .. " " .. helpers.lua_env() .. " " .. helpers.lua() .. " " .. helpers.quote(script) .. " 2>&1")
+      local p = io.popen(env .. " " .. helpers.lua_env() .. " " .. helpers.lua() .. " " .. helpers.quote(script) ..
+        " 2>&1")
       local out = p:read("*a")
       p:close()
       return out

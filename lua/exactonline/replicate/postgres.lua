@@ -102,7 +102,8 @@ function dialect.classify(msg)
     return "disk_full", "free disk space on the database server, then run replicate again: it continues from the "
       .. "last committed page"
   elseif m:find("server closed the connection", 1, true) or m:find("no connection to the server", 1, true)
-      or m:find("terminating connection", 1, true) or m:find("connection to server", 1, true) then
+      or m:find("terminating connection", 1, true) or m:find("connection to server", 1, true)
+      or m:find("database closed", 1, true) then
     return "connection_lost", "the connection to PostgreSQL was lost; run replicate again: every committed page is "
       .. "kept and the next run continues from there"
   elseif m:find("permission denied", 1, true) or m:find("read%-only") then

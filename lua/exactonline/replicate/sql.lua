@@ -126,7 +126,9 @@ end
 function Replica:prepare(sql)
   local st = self.stmts[sql]
   if st then return st end
-  local s, err = self.conn:prepare(sql)
+  -- LuaDBI raises (rather than returns) on a connection that is gone: both become an error object
+  local ok, s, err = pcall(self.conn.prepare, self.conn, sql)
+  if not ok then s, err = nil, s end
   if not s then return nil, self:fail("preparing a statement", err) end
   self.stmts[sql] = s
   return s
@@ -136,7 +138,8 @@ end
 function Replica:exec(sql, ...)
   local st, err = self:prepare(sql)
   if not st then return nil, err end
-  local ok, eerr = st:execute(...)
+  local pok, ok, eerr = pcall(st.execute, st, ...)
+  if not pok then ok, eerr = nil, ok end
   if not ok then return nil, self:fail("writing", eerr) end
   return st
 end
@@ -150,17 +153,19 @@ function Replica:one(sql, ...)
 end
 
 function Replica:begin()
-  local ok, err = self.d.begin(self)
+  local pok, ok, err = pcall(self.d.begin, self)
+  if not pok then ok, err = nil, ok end
   if not ok then return nil, self:fail("starting a transaction", err) end
   self.in_tx = true
   return true
 end
 
 function Replica:commit()
-  local ok, err = self.d.commit(self)
+  local pok, ok, err = pcall(self.d.commit, self)
+  if not pok then ok, err = nil, ok end
   self.in_tx = false
   if not ok then
-    self.d.rollback(self)
+    pcall(self.d.rollback, self)
     self.tables = {} -- an ALTER in the failed transaction is gone: read the schema again
     return nil, self:fail("committing", err)
   end
@@ -168,7 +173,7 @@ function Replica:commit()
 end
 
 function Replica:rollback()
-  if self.in_tx then self.d.rollback(self) end
+  if self.in_tx then pcall(self.d.rollback, self) end
   self.in_tx = false
   self.tables = {}
 end

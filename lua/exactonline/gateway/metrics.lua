@@ -120,6 +120,9 @@ function _M.render(pacer, status)
     sample("exactonline_gateway_calls_limit", '{division="' .. x[1] .. '",window="day"}', x[2].daily_limit)
   end
 
+  metric("exactonline_gateway_exact_clock_offset_seconds", "gauge",
+    "How far Exact's clock runs ahead of this machine's (from its Date headers); rate-limit resets are on it.")
+  sample("exactonline_gateway_exact_clock_offset_seconds", nil, pacer:clock_offset())
   metric("exactonline_gateway_chain_ok", "gauge",
     "1 while the token chain works; 0 when a person must run exactonline auth again.")
   local ok = (status.state == "ok" or status.state == "expiring") and 1 or 0

@@ -30,6 +30,22 @@ local function now()
   return ngx_now()
 end
 
+-- Exact's clock, as far as its answers' Date headers tell: the resets in X-RateLimit-* are times on that
+-- clock, not ours. The largest (Date - our time at receipt) seen is a lower bound of the offset that gets
+-- closer with every answer (Date has whole seconds); too low only makes a call wait a little longer. A jump
+-- back of more than 2 s (a clock set right) starts over.
+local function exact_now(dict)
+  return now() + (dict:get("clock_offset") or 0)
+end
+
+local function learn_clock(dict, date)
+  local at = date and ngx.parse_http_time(date)
+  if not at then return end
+  local bound = at - now()
+  local known = dict:get("clock_offset")
+  if not known or bound > known or bound < known - 2 then dict:set("clock_offset", bound) end
+end
+
 local function epoch(v)
   v = tonumber(v)
   if v and v > 1e12 then v = v / 1000 end -- Exact sends milliseconds; one SDK says seconds
@@ -77,7 +93,7 @@ function Pacer:before(d)
   local t0 = now()
   local deadline = t0 + self.max_wait
   while true do
-    local t = now()
+    local t = exact_now(dict) -- window ends are on Exact's clock; waits are the same seconds on ours
     local dend = dict:get("dend:" .. d)
     if dend and t < dend then
       local dleft = dict:get("dleft:" .. d)
@@ -103,7 +119,7 @@ function Pacer:before(d)
       -- the window ended (or its end is not known yet): the next one has the full limit
       if self:lock(d) then
         local e = dict:get("end:" .. d)
-        if e and now() >= e + MARGIN then
+        if e and exact_now(dict) >= e + MARGIN then
           dict:set("left:" .. d, dict:get("limit:" .. d))
           dict:set("open:" .. d, e)
           dict:delete("end:" .. d)
@@ -120,7 +136,7 @@ function Pacer:before(d)
         wait = 0.001
       end
     end
-    if t + wait > deadline then
+    if now() + wait > deadline then
       dict:incr("metric:minutely_refused", 1, 0)
       return refused("minutely_limit", wait, str_format("the minutely limit of API calls for division %s is spent,"
         .. " and the next window opens later than max_wait (%g s) allows", d, self.max_wait),
@@ -147,6 +163,7 @@ end
 --- after(division, headers): what one answer (lower-case header names) says about the division's limits
 function Pacer:after(d, headers)
   local dict = self.dict
+  learn_clock(dict, headers.date)
   local remaining = tonumber(headers["x-ratelimit-minutely-remaining"])
   local reset = epoch(headers["x-ratelimit-minutely-reset"])
   local limit = tonumber(headers["x-ratelimit-minutely-limit"])
@@ -195,7 +212,7 @@ end
 --- state(division) --> { minutely_limit, minutely_left, minutely_reset, daily_limit, daily_left, daily_reset }
 function Pacer:state(d)
   local dict = self.dict
-  local t = now()
+  local t = exact_now(dict)
   local wend, dend = dict:get("end:" .. d), dict:get("dend:" .. d)
   local left = dict:get("left:" .. d)
   if wend and t >= wend then left = dict:get("limit:" .. d) end -- the window is over: all of it is back
@@ -204,6 +221,11 @@ function Pacer:state(d)
   return { minutely_limit = dict:get("limit:" .. d), minutely_left = left and math_min(left,
     dict:get("limit:" .. d) or left), minutely_reset = wend, daily_limit = dict:get("dlimit:" .. d),
     daily_left = dleft, daily_reset = dend }
+end
+
+--- how far Exact's clock is ahead of ours (seconds; negative: behind), as its Date headers tell
+function Pacer:clock_offset()
+  return self.dict:get("clock_offset")
 end
 
 --- the divisions any answer has been seen for

@@ -6,14 +6,16 @@
 --
 -- Per division: the window's end (Exact's X-RateLimit-Minutely-Reset), its limit, and the calls left in it
 -- (Exact's remaining, less the calls reserved since: the lower estimate always wins). When the window ends
--- the next one opens with the full limit; its end is learned from its first answer. A division never heard
--- of sends one call first and the others wait for what it learns.
+-- the next one opens with the full limit less the calls still on their way (sent before the end, they may
+-- be counted after it; each that comes back counted in the old window gives its place back); its end is
+-- learned from its first answer. A division never heard of sends one call first and the others wait for
+-- what it learns.
 local core = require "exactonline.core"
 
 local ngx = ngx
 local tonumber, tostring, setmetatable, ipairs, error = tonumber, tostring, setmetatable, ipairs, error
 local table_sort = table.sort
-local math_ceil, math_min, str_format = math.ceil, math.min, string.format
+local math_ceil, math_min, math_max, str_format = math.ceil, math.min, math.max, string.format
 local ngx_sleep, ngx_now, ngx_update_time = ngx.sleep, ngx.now, ngx.update_time
 
 local _M = {}
@@ -119,12 +121,15 @@ function Pacer:before(d)
       -- the window ended (or its end is not known yet): the next one has the full limit
       if self:lock(d) then
         local e = dict:get("end:" .. d)
+        -- calls still on their way may be counted in the new window (sent before the end, arriving after)
+        local full = dict:get("limit:" .. d) - math_max(0, dict:get("inflight:" .. d) or 0)
         if e and exact_now(dict) >= e + MARGIN then
-          dict:set("left:" .. d, dict:get("limit:" .. d))
+          dict:set("left:" .. d, full)
           dict:set("open:" .. d, e)
+          dict:set("prev:" .. d, e)
           dict:delete("end:" .. d)
         elseif not e and not dict:get("open:" .. d) then
-          dict:set("left:" .. d, dict:get("limit:" .. d))
+          dict:set("left:" .. d, full)
           dict:set("open:" .. d, 0)
         end
         self:unlock(d)
@@ -146,6 +151,7 @@ function Pacer:before(d)
   end
   local dleft = dict:get("dleft:" .. d)
   if dleft then dict:incr("dleft:" .. d, -1, 0) end
+  dict:incr("inflight:" .. d, 1, 0) -- until after() hears its answer (or that none came)
   local waited = now() - t0
   if waited >= POLL then
     dict:incr("metric:waits", 1, 0)
@@ -163,6 +169,7 @@ end
 --- after(division, headers): what one answer (lower-case header names) says about the division's limits
 function Pacer:after(d, headers)
   local dict = self.dict
+  dict:incr("inflight:" .. d, -1, 1)
   learn_clock(dict, headers.date)
   local remaining = tonumber(headers["x-ratelimit-minutely-remaining"])
   local reset = epoch(headers["x-ratelimit-minutely-reset"])
@@ -172,17 +179,21 @@ function Pacer:after(d, headers)
       if limit then dict:set("limit:" .. d, limit) end
       local known, open = dict:get("end:" .. d), dict:get("open:" .. d)
       if known then
-        if reset > known then -- Exact is in the next window already (its clock runs ahead of ours)
-          dict:set("left:" .. d, remaining)
+        if reset > known then -- Exact is in the next window already: the calls still out may count there too
+          dict:set("left:" .. d, remaining - math_max(0, dict:get("inflight:" .. d) or 0))
           dict:set("end:" .. d, reset)
         elseif reset == known then
           lower(dict, "left:" .. d, remaining)
-        end -- an answer from an older window: nothing new
+        elseif reset == dict:get("prev:" .. d) then
+          dict:incr("left:" .. d, 1, 0) -- out at the rollover, and counted in the old window after all
+        end
       elseif open then
         if reset > open then -- the first answer of the window opened in advance: now its end is known
           lower(dict, "left:" .. d, remaining)
           dict:set("end:" .. d, reset)
           dict:delete("open:" .. d)
+        elseif reset == open then
+          dict:incr("left:" .. d, 1, 0) -- out at the rollover, and counted in the old window after all
         end
       else -- the first answer ever for this division
         dict:set("left:" .. d, remaining)

@@ -52,6 +52,22 @@ describe("the exactonline program", function()
     return out
   end
 
+  -- one rule with the library (exactonline.new raises): no region or base URL is no guessed `nl`
+  it("stops with exit 2 naming EXACT_REGION when neither a region nor a base URL is set", function()
+    local dir = helpers.tmpdir()
+    local env = { XDG_CONFIG_HOME = dir, EXACT_CLIENT_ID = "id", EXACT_CLIENT_SECRET = "secret",
+                  EXACT_REDIRECT_URI = "https://example.com/callback" }
+    for _, args in ipairs { { "auth", "--redirect-url", "code" }, { "get", "/api/v1/current/Me" },
+                             { "refresh" }, { "export", "crm/Accounts", "-o", dir .. "/a.csv" } } do
+      local res = cli.run(env, args)
+      assert.are.equal(2, res.code, args[1] .. ": " .. res.stdout .. res.stderr)
+      assert.matches("missing the region (nl be de fr es uk us", res.stderr, 1, true)
+      assert.matches("pass --region R (or --base-url URL) or set EXACT_REGION", res.stderr, 1, true)
+      assert.is_nil(res.stderr:find("traceback", 1, true))
+    end
+    assert.is_false(helpers.exists(dir .. "/exactonline/tokens.json"))
+  end)
+
   it("runs from a checkout, called by its full path from another folder", function()
     local line = "exactonline " .. version .. "\n"
     assert.are.equal(line, version_from(AWAY .. helpers.lua() .. " " .. q(root .. "/bin/exactonline")))

@@ -24,7 +24,8 @@ _M.settings = {
   { key = "redirect_uri", flag = "--redirect-uri", env = "EXACT_REDIRECT_URI", argname = "URI",
     what = "the app's redirect URI", help = "the redirect URI registered for the app" },
   { key = "region", flag = "--region", env = "EXACT_REGION", argname = "R",
-    what = "the region", help = "nl be de fr es uk us (default nl)" },
+    what = "the region (nl be de fr es uk us: where the administration lives; there is no default)",
+    help = "nl be de fr es uk us (required unless --base-url)" },
   { key = "base_url", flag = "--base-url", env = "EXACT_BASE_URL", argname = "URL",
     what = "the base URL", help = "use this host instead of a region's" },
   { key = "division", flag = "--division", env = "EXACT_DIVISION", argname = "N", number = true,
@@ -202,6 +203,7 @@ function _M.missing(key)
   if not def then return "missing setting " .. key end
   local pass = def.flag
   if key == "client_secret" then pass = "--client-secret-file FILE" end
+  if key == "region" then pass = "--region R (or --base-url URL)" end
   return ("missing %s: pass %s or set %s (or %s in the config file)"):format(def.what, pass, def.env, key)
 end
 
@@ -216,6 +218,13 @@ end
 --- The settings an authorized client needs.
 _M.client_keys = { "client_id", "client_secret", "redirect_uri" }
 
+-- No default region, as in the library: each region is its own Exact Online, and a wrong one only shows in
+-- the browser ("Client with identifier … not found"), so a missing one is said here, before anything runs.
+local function need_host(s)
+  if s.region == nil and s.base_url == nil then return nil, _M.missing("region") end
+  return true
+end
+
 --- The token file store for these settings.
 function _M.store(s)
   local exactonline = require "exactonline"
@@ -227,6 +236,7 @@ end
 --- client(s [, extra]) --> client | nil, message.  Needs client_id, client_secret, redirect_uri.
 function _M.client(s, extra)
   local ok, err = _M.need(s, _M.client_keys)
+  if ok then ok, err = need_host(s) end
   if not ok then return nil, err end
   local exactonline = require "exactonline"
   local store, serr = _M.store(s)
@@ -238,7 +248,7 @@ function _M.client(s, extra)
   end
   local conf = {
     client_id = s.client_id, client_secret = s.client_secret, redirect_uri = s.redirect_uri,
-    region = (not s.base_url) and (s.region or "nl") or nil, base_url = s.base_url,
+    region = (not s.base_url) and s.region or nil, base_url = s.base_url,
     division = division, cafile = s.cafile, store = store,
   }
   for k, v in pairs(extra or {}) do conf[k] = v end

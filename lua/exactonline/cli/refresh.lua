@@ -22,7 +22,7 @@ function _M.add_to_parser(root)
     examples = {
       "exactonline refresh",
       "# crontab: keep the chain alive every day at 06:00",
-      "0 6 * * *  EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… exactonline refresh",
+      "0 6 * * *  EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… EXACT_REGION=nl exactonline refresh",
     },
   })
   config.add_flags(c)

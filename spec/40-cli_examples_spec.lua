@@ -12,7 +12,7 @@ local SKIP = {
   ["make demo"] = "runs in spec/40-cli_demo_spec.lua (make demo in a fresh clone)",
   ["exactonline auth --redirect-uri https://localhost:8765/callback --listen"] =
     "needs a browser to follow Exact's redirect (spec/40-cli_security_spec.lua runs --listen)",
-  ["0 6 * * *  EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… EXACT_REGION=nl exactonline refresh"] =
+  ["0 6 * * *  exactonline refresh"] =
     "a crontab line, not a shell command (the command in it runs as `exactonline refresh`)",
   ["exactonline export financialtransaction/TransactionLines -o lines.jsonl --resume   # after exit 3"] =
     "continues an export that stopped part-way (spec/40-cli_resume_spec.lua stops and resumes them)",
@@ -31,6 +31,7 @@ local function substitute(example, sb, dir, port)
   s = s:gsub("EXACT_CLIENT_ID=…", "EXACT_CLIENT_ID=" .. q(sb.client_id))
   s = s:gsub("EXACT_CLIENT_SECRET=…", "EXACT_CLIENT_SECRET=" .. q(sb.client_secret))
   s = s:gsub("EXACT_REDIRECT_URI=https://example%.com/callback", "EXACT_REDIRECT_URI=" .. q(sb.redirect_uri))
+  s = s:gsub("EXACT_REDIRECT_URI=…", "EXACT_REDIRECT_URI=" .. q(sb.redirect_uri))
   -- the region names Exact's host; the sandbox is a base URL and its CA
   s = s:gsub("EXACT_REGION=nl", "EXACT_BASE_URL=" .. q(sb.base_url) .. " EXACT_CAFILE=" .. q(sb.cafile))
   s = s:gsub("'https://example%.com/callback%?code=[^']*'", function() return q(sb:authorize { state = "x" }) end)

@@ -18,8 +18,7 @@ function _M.add_to_parser(root)
     description = "Authorize the app: open the printed URL, log in, consent, and paste the address the browser was\n"
       .. "sent to (or just the code). The code is exchanged at once and the tokens go to the token file.",
     examples = {
-      "EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=https://example.com/callback EXACT_REGION=nl"
-        .. " exactonline auth",
+      "EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… EXACT_REGION=nl exactonline auth",
       "exactonline auth --redirect-url 'https://example.com/callback?code=stampNL001.abc%21IAAA…&state=…'",
       "exactonline auth --redirect-uri https://localhost:8765/callback --listen",
     },

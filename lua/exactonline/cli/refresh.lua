@@ -21,8 +21,8 @@ function _M.add_to_parser(root)
       .. "2 expired, missing or refused (a person must run `exactonline auth`).",
     examples = {
       "exactonline refresh",
-      "# crontab: keep the chain alive every day at 06:00",
-      "0 6 * * *  EXACT_CLIENT_ID=… EXACT_CLIENT_SECRET=… EXACT_REDIRECT_URI=… EXACT_REGION=nl exactonline refresh",
+      "# crontab, every day at 06:00 (cron's environment is bare: the settings come from config.lua)",
+      "0 6 * * *  exactonline refresh",
     },
   })
   config.add_flags(c)

@@ -220,7 +220,7 @@ _M.client_keys = { "client_id", "client_secret", "redirect_uri" }
 
 -- No default region, as in the library: each region is its own Exact Online, and a wrong one only shows in
 -- the browser ("Client with identifier … not found"), so a missing one is said here, before anything runs.
-local function need_host(s)
+function _M.need_host(s)
   if s.region == nil and s.base_url == nil then return nil, _M.missing("region") end
   return true
 end
@@ -236,7 +236,7 @@ end
 --- client(s [, extra]) --> client | nil, message.  Needs client_id, client_secret, redirect_uri.
 function _M.client(s, extra)
   local ok, err = _M.need(s, _M.client_keys)
-  if ok then ok, err = need_host(s) end
+  if ok then ok, err = _M.need_host(s) end
   if not ok then return nil, err end
   local exactonline = require "exactonline"
   local store, serr = _M.store(s)

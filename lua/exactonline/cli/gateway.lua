@@ -97,6 +97,7 @@ function _M.run(args)
   if modes == 1 then return manage_keys(args, key_path) end
 
   local ok, err = config.need(s, config.client_keys)
+  if ok then ok, err = config.need_host(s) end
   if not ok then return nil, err, 2 end
   local division = s.division
   if not division then
@@ -108,7 +109,7 @@ function _M.run(args)
     tls_cert = args.tls_cert, tls_key = args.tls_key, public_url = args.public_url, max_wait = args.max_wait,
     access_log = args.access_log, token_db = args.token_db,
     client_id = s.client_id, client_secret = s.client_secret, redirect_uri = s.redirect_uri,
-    region = (not s.base_url) and (s.region or "nl") or nil, base_url = s.base_url, division = division,
+    region = (not s.base_url) and s.region or nil, base_url = s.base_url, division = division,
     token_file = s.token_file, cafile = s.cafile,
   }
   if not info then return nil, perr, pcode end
@@ -117,7 +118,7 @@ function _M.run(args)
     err_out:write("exactonline gateway: warning: listening on ", info.listen.text, " without TLS: keys and Exact's ",
       "data cross the network in clear text (give --tls-cert and --tls-key)\n")
   end
-  err_out:write("exactonline gateway on ", info.url, " -> ", s.base_url or ("Exact Online (" .. (s.region or "nl") ..
+  err_out:write("exactonline gateway on ", info.url, " -> ", s.base_url or ("Exact Online (" .. s.region ..
     ")"), ", ", tostring(info.workers), " workers", info.user and (" as " .. info.user.name) or "", "\n",
     "  keys: ", key_path, "\n  tokens: ", args.token_db and "PostgreSQL" or s.token_file, "\n",
     "  GET /healthz, GET /metrics; Ctrl-C stops it\n")

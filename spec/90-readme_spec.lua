@@ -1,7 +1,7 @@
 --[[ Every code block of README.md, run as written against a sandbox this file starts (issue 18).
 
-HOW TO CLASSIFY A README BLOCK. Every block is fenced with a language (```lua, ```sh, ```nginx, ```sql),
-and the line right before its opening fence is one of these markers (HTML comments: GitHub shows nothing):
+HOW TO CLASSIFY A README BLOCK. Every block is fenced with a language (```lua, ```sh, ```nginx, ```sql,
+```json), and the line right before its opening fence is one of these markers (HTML comments: GitHub shows nothing):
 
   <!-- spec: run -->              run as written, after SUBSTITUTIONS below, in README order: sh blocks with
                                   `sh -e` in a checkout, Lua blocks as one script (see below)
@@ -9,7 +9,7 @@ and the line right before its opening fence is one of these markers (HTML commen
                                   the README says around it: a server to stop, output to assert, a value given)
   <!-- spec: file PATH -->        the text of the file PATH that other blocks use (substituted, written at setup)
   <!-- spec: fragment: WHY -->    a shape or signature, not a program: only its syntax is checked (lua: load,
-                                  sh: sh -n, nginx: nginx -t)
+                                  sh: sh -n, nginx: nginx -t, json: decoded, as an object's members if need be)
   <!-- spec: needs WHAT -->       cannot run here, e.g. `needs a real Exact account`: pending by name, with WHAT
 
 A block without a marker, an indented code block, a fence without a language or a marker without a block
@@ -36,7 +36,7 @@ local README = helpers.root .. "/README.md"
 
 -- parsing ---------------------------------------------------------------------------------------------
 
-local LANGS = { lua = true, sh = true, nginx = true, sql = true }
+local LANGS = { lua = true, sh = true, nginx = true, sql = true, json = true }
 local KINDS = { run = true, file = true, fragment = true, needs = true }
 
 --- README.md --> blocks { line, lang, section, text, kind, arg, title }, problems { "line N: …" }
@@ -65,7 +65,7 @@ local function parse(path)
       end
       if not LANGS[lang] then
         problems[#problems + 1] = ("line %d: a fence without a known language (%q): write ```lua, ```sh, " ..
-          "```nginx or ```sql"):format(i, lang)
+          "```nginx, ```sql or ```json"):format(i, lang)
       end
       if not marker then
         problems[#problems + 1] = ("line %d (%s): an unclassified %s block: put <!-- spec: run|file PATH|" ..
@@ -544,7 +544,7 @@ describe("README.md's code blocks, run as written against a sandbox", function()
     it(block.title, function()
       if not block.kind then error("unclassified: see the first test") end
       if block.kind == "needs" then
-        return pending(block.title .. ": needs " .. block.arg)
+        return pending("not run here: needs " .. block.arg)
       end
       if block.kind == "fragment" or (block.kind == "file" and block.lang ~= "sql") then
         local tmp = ctx.root .. "/runs/syntax-" .. block.line
@@ -555,6 +555,9 @@ describe("README.md's code blocks, run as written against a sandbox", function()
           write(tmp, block.text)
           local ok, out = sh("sh -n " .. q(tmp))
           assert(ok, out)
+        elseif block.lang == "json" then
+          local ok = pcall(cjson.decode, block.text) or pcall(cjson.decode, "{" .. block.text .. "}")
+          assert(ok, block.title .. ": not JSON, nor the members of a JSON object")
         elseif block.lang == "nginx" then
           -- a whole configuration: tested where it is, as nginx will read it
           local conf, prefix = block.path, block.path and block.path:match("^(.*)/conf/[^/]+$")

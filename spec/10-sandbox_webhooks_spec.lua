@@ -3,89 +3,23 @@
 -- retried when the callback fails. The callback is a real HTTP server on a loopback port.
 local helpers = require "helpers"
 
--- a callback: answers 200 (500 to the first `fails` deliveries with a body), logs each request as a JSON line
-local SINK = [[
-local socket, cjson = require "socket", require "cjson"
-local port, log, fails = tonumber(arg[1]), arg[2], tonumber(arg[3]) or 0
-local server = assert(socket.bind("127.0.0.1", port))
-server:settimeout(60)
-while true do
-  local c = server:accept()
-  if not c then break end
-  c:settimeout(5)
-  local line = c:receive("*l")
-  local headers, len = {}, 0
-  while true do
-    local h = c:receive("*l")
-    if not h or h == "" then break end
-    local k, v = h:match("^([^:]+):%s*(.*)$")
-    if k then headers[k:lower()] = v end
-  end
-  len = tonumber(headers["content-length"]) or 0
-  local body = len > 0 and c:receive(len) or ""
-  local status = 200
-  if #body > 0 and fails > 0 then fails = fails - 1; status = 500 end
-  if line then -- (not the spec's probe that it listens)
-    local f = io.open(log, "a")
-    f:write(cjson.encode{ line = line, headers = headers, body = body or "", status = status }, "\n")
-    f:close()
-  end
-  c:send("HTTP/1.1 " .. status .. " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-  c:close()
-end
-]]
+local webhook_sink = require "support.webhook_sink"
 
 describe("sandbox webhooks", function()
-  local sb, token, div, dir
-  local sinks = {}
+  local sb = helpers.use_sandbox{ accounts = 20, reset = { data = true } }
+  local token, div, dir
   setup(function()
-    sb = helpers.sandbox{ accounts = 20 }
-    div = sb.division
     dir = helpers.tmpdir()
-    local f = assert(io.open(dir .. "/sink.lua", "w"))
-    f:write(SINK)
-    f:close()
-  end)
-  teardown(function()
-    for _, pid in ipairs(sinks) do os.execute("kill " .. pid .. " 2>/dev/null") end
-    sb:stop()
   end)
   before_each(function()
-    sb:reset{ data = true }
     sb:configure{ webhook_delay = 0.1 }
-    token = sb:tokens().access_token
+    div, token = sb.division, sb:tokens().access_token
   end)
 
+  -- a callback for this test: its URL, and the sink (hook:lines(n) --> the requests it got)
   local function sink(fails)
-    local port = helpers.free_port()
-    local log = dir .. "/sink-" .. port .. ".log"
-    local p = io.popen(helpers.lua_env("lua5.4") .. " lua5.4 " .. helpers.quote(dir .. "/sink.lua") .. " " .. port ..
-      " " .. helpers.quote(log) .. " " .. (fails or 0) .. " >/dev/null 2>&1 & echo $!")
-    local pid = p:read("*l")
-    p:close()
-    sinks[#sinks + 1] = pid
-    -- wait until it listens
-    for _ = 1, 100 do
-      local s = require("socket").connect("127.0.0.1", port)
-      if s then s:close() break end
-      os.execute("sleep 0.05")
-    end
-    return "http://127.0.0.1:" .. port .. "/exact/hook", log
-  end
-
-  local function lines(log, n)
-    local out = {}
-    for _ = 1, 200 do
-      out = {}
-      local f = io.open(log)
-      if f then
-        for l in f:lines() do out[#out + 1] = helpers.json.decode(l) end
-        f:close()
-      end
-      if #out >= n then break end
-      os.execute("sleep 0.05")
-    end
-    return out
+    local hook = webhook_sink.start(fails)
+    return hook.url, hook
   end
 
   local function subscribe(url, topic)
@@ -105,13 +39,13 @@ describe("sandbox webhooks", function()
   end
 
   it("validates the callback with an empty POST, then delivers signed changes of the topic", function()
-    local url, log = sink()
+    local url, hook = sink()
     local status, body, _, raw = subscribe(url)
     assert.equal(201, status, raw)
     assert.equal(url, body.d.CallbackURL)
     assert.equal("Accounts", body.d.Topic)
     assert.equal(div, body.d.Division)
-    local validation = lines(log, 1)[1]
+    local validation = hook:lines(1)[1]
     assert.equal("POST /exact/hook HTTP/1.1", validation.line)
     assert.equal("", validation.body)
     -- listed, for this app
@@ -119,7 +53,7 @@ describe("sandbox webhooks", function()
     assert.equal(1, #list.d.results)
 
     local changed = sb:change("accounts", { update = 1 })
-    local got = lines(log, 2)
+    local got = hook:lines(2)
     assert.equal(2, #got)
     local raw_body = got[2].body
     local content, hash = raw_body:match('^{"Content":(.*),"HashCode":"(%x+)"}$')
@@ -144,17 +78,17 @@ describe("sandbox webhooks", function()
     sb:change("accounts", { division = div + 1, update = 1 })
     assert.equal(204, (sb:api("DELETE", "/api/v1/" .. div .. "/crm/Accounts(guid'" .. changed.updated[1] .. "')",
       token)))
-    got = lines(log, 3)
+    got = hook:lines(3)
     assert.equal(3, #got)
     assert.equal("Delete", helpers.json.decode(got[3].body:match('^{"Content":(.*),"HashCode"')).Action)
     assert.equal(2, sb:stats().webhook_deliveries)
   end)
 
   it("retries a delivery the callback refused, with growing delays", function()
-    local url, log = sink(2)
+    local url, hook = sink(2)
     assert.equal(201, (subscribe(url)))
     sb:change("accounts", { create = 1 })
-    local got = lines(log, 4)
+    local got = hook:lines(4)
     assert.equal(4, #got)
     assert.same({ 200, 500, 500, 200 }, { got[1].status, got[2].status, got[3].status, got[4].status })
     assert.equal(got[2].body, got[4].body)
@@ -178,16 +112,16 @@ describe("sandbox webhooks", function()
   end)
 
   it("unsubscribes with DELETE", function()
-    local url, log = sink()
+    local url, hook = sink()
     local _, body = subscribe(url)
     assert.equal(204, (sb:api("DELETE", "/api/v1/" .. div .. "/webhooks/WebhookSubscriptions(guid'" .. body.d.ID ..
       "')", token)))
     sb:change("accounts", { update = 1 })
     -- the next subscription's validation arrives after any delivery would have
-    local url2, log2 = sink()
+    local url2, hook2 = sink()
     assert.equal(201, (subscribe(url2)))
-    assert.equal(1, #lines(log2, 1))
-    assert.equal(1, #lines(log, 1))
+    assert.equal(1, #hook2:lines(1))
+    assert.equal(1, #hook:lines(1))
     assert.equal(0, sb:stats().webhook_deliveries)
     assert.truthy(url)
   end)

@@ -341,11 +341,11 @@ function _M.run(info)
   local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
   local nginx = q(_M.NGINX) .. " -p " .. q(info.prefix) .. " -c " .. q(info.conf) .. " -e " .. q(info.error_log) ..
     " -g 'daemon off;'"
-  local script = "trap 'kill -TERM $n 2>/dev/null' INT TERM; trap 'kill -HUP $n 2>/dev/null' HUP; " ..
+  local script = "trap 'stopped=1; kill -TERM $n 2>/dev/null' INT TERM; trap 'kill -HUP $n 2>/dev/null' HUP; " ..
     nginx .. " </dev/null & n=$!; wait $n; rc=$?; while kill -0 $n 2>/dev/null; do wait $n; rc=$?; done; " ..
     -- what nginx said at a failed start outlives the prefix, which goes with the settings (and the secret)
-    "[ $rc -eq 0 ] || cp " .. q(info.error_log) .. " " .. q(info.error_log_copy) .. "; rm -rf " .. q(info.prefix) ..
-    "; exit $rc"
+    "[ $rc -eq 0 ] || [ -n \"$stopped\" ] || cp " .. q(info.error_log) .. " " .. q(info.error_log_copy) ..
+    "; rm -rf " .. q(info.prefix) .. "; exit $rc"
   local argv = { "sh", "-c", script }
   if exists("/usr/bin/setpriv") then argv = { "setpriv", "--pdeathsig", "TERM", "--", "sh", "-c", script } end
   local code, err = core.spawn(argv, { wait = true, unset = { "EXACT_CLIENT_SECRET", "EXACTONLINE_SANDBOX_TOKEN" } })

@@ -216,14 +216,16 @@ local function env_prefix(env)
   return table.concat(parts, " ")
 end
 
---- run a shell script in the checkout, as the reader's shell --> { code, stdout, stderr }
+--- run a shell script in the checkout (or opts.cwd), as the reader's shell (opts.user: as that user)
+-- --> { code, stdout, stderr }
 local function run_sh(name, script, opts)
   opts = opts or {}
   local dir = ctx.root .. "/runs"
   local base = dir .. "/" .. name:gsub("[^%w]+", "-")
   write(base .. ".sh", script)
   write(base .. ".in", opts.stdin or "")
-  sh("cd " .. q(ctx.checkout) .. " && " .. env_prefix(opts.env or shell_env(opts.connection)) ..
+  local as = opts.user and ("runuser -u " .. opts.user .. " -- ") or ""
+  sh("cd " .. q(opts.cwd or ctx.checkout) .. " && " .. as .. env_prefix(opts.env or shell_env(opts.connection)) ..
     " timeout " .. (opts.timeout or 300) .. " sh -e " .. q(base .. ".sh") .. " <" .. q(base .. ".in") ..
     " >" .. q(base .. ".out") .. " 2>" .. q(base .. ".err") .. "; echo $? >" .. q(base .. ".rc"))
   return { code = tonumber((read(base .. ".rc") or ""):match("%d+")), stdout = read(base .. ".out") or "",
@@ -436,6 +438,108 @@ function CHECKS.sandbox(res)
   end
 end
 
+--- The gateway's commands are a menu, not one script (two of them are servers that run until Ctrl-C), and
+-- the calls block after them needs a running one. The reader is an ordinary user (as root the token file
+-- would have to move where nobody, the workers' user, can reach it: the prose says so, and the gateway's
+-- own specs run that); here nobody, in a home of its own. As a reader uses them: `auth` and `--new-key`
+-- as written; the server in the background on a free port (--listen: the reader's own; the default 8080
+-- may be taken here) until it answers /healthz; the calls block against it; `--list-keys`; then the TLS
+-- line, with a certificate for localhost made here (the reader's gw.pem/gw.key), until /healthz answers
+-- over HTTPS; `--revoke-key` and a call with that key, refused at once ("no restart").
+local function gateway_lines(text)
+  local lines = {}
+  for l in text:gmatch("[^\n]+") do
+    local cmd = l:match("^(exactonline[^#]-)%s*#") or l:match("^(exactonline.-)%s*$")
+    if cmd then
+      local key = cmd:match("^exactonline auth") and "auth" or cmd:match("%-%-new%-key") and "new_key"
+        or cmd:match("%-%-tls%-cert") and "tls" or cmd:match("%-%-list%-keys") and "list"
+        or cmd:match("%-%-revoke%-key") and "revoke" or cmd:match("^exactonline gateway$") and "server"
+      if key then lines[key] = cmd end
+    end
+  end
+  for _, k in ipairs { "auth", "new_key", "server", "tls", "list", "revoke" } do
+    assert(lines[k], "the gateway block no longer has its " .. k .. " line")
+  end
+  return lines
+end
+
+function RUNNERS.gateway(block)
+  local calls
+  for _, b in ipairs(blocks) do if b.arg == "gateway-calls" then calls = b end end
+  assert(calls, "the README has no `spec: run gateway-calls` block")
+  local text = substitute(block.text)
+  local L = gateway_lines(text)
+  local port, tls_port = helpers.free_port(), text:match("0%.0%.0%.0:(%d+)")
+  local wait = function(url, extra)
+    return "until curl -s -o /dev/null " .. (extra or "") .. " " .. url .. "; do kill -0 $! || exit 1; " ..
+      "sleep 0.1; done"
+  end
+  local script = table.concat({
+    "trap 'kill $! 2>/dev/null || true' EXIT   # the spec's safety net",
+    L.auth,
+    L.new_key,
+    L.server .. " --listen 127.0.0.1:" .. port .. " > gateway.log 2> gateway.err &",
+    wait("http://127.0.0.1:" .. port .. "/healthz"),
+    "( " .. plain_replace(substitute(calls.text), "127.0.0.1:" .. ctx.nginx_port, "127.0.0.1:" .. port)
+      .. ") > gateway-calls.out",
+    L.list .. " > gateway-keys.out",
+    "kill $!; wait $! || true",
+    "openssl req -x509 -newkey rsa:2048 -nodes -keyout gw.key -out gw.pem -days 1 -subj /CN=localhost " ..
+      "-addext subjectAltName=DNS:localhost 2>/dev/null   # the reader's certificate",
+    L.tls .. " > gateway-tls.log 2> gateway-tls.err &",
+    wait("https://localhost:" .. tls_port .. "/healthz", "--cacert gw.pem"),
+    "curl -s --cacert gw.pem https://localhost:" .. tls_port .. "/healthz > gateway-tls-health.out",
+    L.revoke,
+    "curl -s -o /dev/null -w '%{http_code}\\n' --cacert gw.pem -H \"X-Api-Key: $(cat adf.key)\" " ..
+      "https://localhost:" .. tls_port .. "/api/v1/current/Me > gateway-revoked.out",
+    "kill $!; wait $! || true",
+    "",
+  }, "\n")
+  local home = ctx.root .. "/gateway-user"
+  local env = shell_env()
+  env.HOME = home
+  local user = helpers.is_root() and "nobody" or nil
+  local res = run_sh("gateway", script, { stdin = ctx.fresh_code() .. "\n", cwd = home, env = env, user = user })
+  for _, f in ipairs { "gateway.err", "gateway-tls.err" } do
+    res.stderr = res.stderr .. "--- " .. f .. "\n" .. (read(home .. "/" .. f) or "")
+  end
+  ctx.gateway = { port = port, res = res }
+  return res
+end
+
+function CHECKS.gateway(res)
+  local dir = ctx.root .. "/gateway-user"
+  assert.matches("^eogw_%x+\n$", read(dir .. "/adf.key") or "")
+  assert.matches("adf", read(dir .. "/gateway-keys.out") or "", 1, true)
+  assert.are.equal("401\n", read(dir .. "/gateway-revoked.out"), "a revoked key is refused from the next call on")
+  assert.matches('"state":"ok"', read(dir .. "/gateway-tls-health.out") or "", 1, true)
+  -- the key is never in the access log
+  local key = (read(dir .. "/adf.key") or ""):match("%S+")
+  assert.is_nil((read(dir .. "/gateway.log") or ""):find(key, 1, true))
+  ctx.gateway.ok = res.code == 0
+end
+
+--- the calls block ran inside RUNNERS.gateway, against the gateway it started; here its stated output
+RUNNERS["gateway-calls"] = function()
+  assert(ctx.gateway and ctx.gateway.ok, "runs inside the gateway block above, which did not pass")
+  local out = read(ctx.root .. "/gateway-user/gateway-calls.out") or ""
+  return { code = 0, stdout = out, stderr = "", script = "(inside the gateway block's run)\n" }
+end
+
+CHECKS["gateway-calls"] = function(res)
+  local port = ctx.gateway.port
+  assert.matches('"CurrentDivision":' .. ctx.division, res.stdout, 1, true) -- current/Me, through the gateway
+  -- "# http://127.0.0.1:8080/api/v1/3167822/crm/Accounts?$select=ID,Name&$skiptoken=…"
+  assert.matches("http://127.0.0.1:" .. port .. "/api/v1/" .. ctx.division ..
+    "/crm/Accounts?$select=ID,Name&$skiptoken=", res.stdout, 1, true)
+  assert.matches("<eExact", res.stdout, 1, true) -- the XML download
+  -- "# {"state":"ok","days_left":29.9,…}" (its members in any order: it is JSON)
+  local health = cjson.decode(res.stdout:match('(%{"[^{}]*"state"[^{}]*%})%s*$') or "null")
+  assert.is_table(health, res.stdout:sub(-300))
+  assert.are.equal("ok", health.state)
+  assert.is_true(health.days_left > 29 and health.days_left < 31)
+end
+
 -- the spec ---------------------------------------------------------------------------------------------------
 
 local function check_stated_output(block, result)
@@ -469,6 +573,8 @@ describe("README.md's code blocks, run as written against a sandbox", function()
       sh("mkdir -p " .. q(ctx.root .. "/" .. d))
     end
     for _, d in ipairs(FOLDERS) do sh("mkdir -p " .. q(ctx.root .. d)) end
+    sh("mkdir -p " .. q(ctx.root .. "/gateway-user"))
+    if helpers.is_root() then sh("chown nobody " .. q(ctx.root .. "/gateway-user")) end
     -- a checkout to work in: the real one's files, seen through symlinks, so what blocks write stays here
     ctx.checkout = ctx.root .. "/checkout"
     sh("for f in " .. q(helpers.root) .. "/*; do ln -s \"$f\" " .. q(ctx.checkout) .. "/; done")
@@ -480,7 +586,10 @@ describe("README.md's code blocks, run as written against a sandbox", function()
     local sb = helpers.sandbox { limits = { minutely = 100000, daily = 100000 } }
     ctx.sb = sb
     ctx.base_url = "https://localhost:" .. sb.port -- a host name: nginx verifies certificates by name
-    ctx.cafile, ctx.client_id, ctx.client_secret = sb.cafile, sb.client_id, sb.client_secret
+    -- the reader's copy of the CA file the sandbox printed (its own folder is root's, 0700)
+    ctx.cafile = ctx.root .. "/sandbox-ca.pem"
+    sh("cp " .. q(sb.cafile) .. " " .. q(ctx.cafile) .. " && chmod 644 " .. q(ctx.cafile))
+    ctx.client_id, ctx.client_secret = sb.client_id, sb.client_secret
     ctx.redirect_uri, ctx.division, ctx.divisions = sb.redirect_uri, sb.division, sb.divisions
     ctx.webhook_secret = sb.info.webhook_secret
     ctx.nginx_port = helpers.free_port()

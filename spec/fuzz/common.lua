@@ -23,7 +23,8 @@ function _M.authorized(division)
   return c
 end
 
---- the current input: a secret the "server" itself sent back may be echoed (Exact's own words)
+--- the current input: a secret the "server" itself sent back may be echoed (Exact's own words), also in
+-- another case (a host name is lower-cased before an error names it)
 _M.input = ""
 
 --- an error object: an exactonline.Error with a kind and a printable message, no secret in it
@@ -38,7 +39,7 @@ end
 
 function _M.no_secret(text, where)
   for _, s in ipairs { _M.SECRET, _M.ACCESS, _M.REFRESH } do
-    if text:find(s, 1, true) and not _M.input:find(s, 1, true) then
+    if text:lower():find(s, 1, true) and not _M.input:lower():find(s, 1, true) then
       error(where .. ": a secret leaked into " .. text)
     end
   end

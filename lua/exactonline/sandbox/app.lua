@@ -1,7 +1,7 @@
 --- The sandbox app (runs inside nginx): OAuth endpoints, control endpoints, dispatch to the API.
 -- All state lives in lua_shared_dicts so every worker agrees: eo_sandbox_state (tokens, counters,
 -- faults, clock, limits: flushed by /_sandbox/reset) and eo_sandbox_data (the administrations' changes:
--- kept, unless /_sandbox/reset?data=1).
+-- kept, unless /_sandbox/reset?data=1; and the era, which only grows).
 local ngx = ngx
 local cjson = require "cjson.safe"
 local store = require "exactonline.sandbox.store"
@@ -14,6 +14,7 @@ local tonumber, type, ipairs, pairs, dofile = tonumber, type, ipairs, pairs, dof
 local _M = {}
 
 local state = ngx.shared.eo_sandbox_state
+local data = ngx.shared.eo_sandbox_data
 local settings = { apps = {}, division = 3167822, divisions = 2, sizes = {} }
 local apps = {}
 
@@ -53,8 +54,36 @@ function _M.now()
   return ngx.now() + (state:get("clock_offset") or 0)
 end
 
-function _M.stat(name, n)
-  state:incr("stat:" .. name, n or 1, 0)
+-- eras: each /_sandbox/reset starts a new one, and a call counts (stats, the request log) in the era it
+-- arrived in. What a call from before a reset still does after it (the end of a slow fault's wait, a log
+-- phase that runs late, a webhook retry) lands in its own era's keys, never in the counts after the reset.
+function _M.era()
+  return data:get("era") or 0
+end
+
+function _M.new_era()
+  data:incr("era", 1, 0)
+end
+
+--- call_era() --> the era this call arrived in (now's, outside a call)
+local function call_era()
+  return ngx.ctx.era or _M.era()
+end
+_M.call_era = call_era
+
+--- forgotten() --> true when a reset came after this call arrived: it must change nothing more
+function _M.forgotten()
+  return call_era() ~= _M.era()
+end
+
+--- stat(name, n, era): count n (default 1) under name, in this call's era (or the one given: a timer's)
+function _M.stat(name, n, era)
+  state:incr("stat:" .. (era or call_era()) .. ":" .. name, n or 1, 0)
+end
+
+--- stat_value(name) --> the count so far in the current era
+function _M.stat_value(name)
+  return state:get("stat:" .. _M.era() .. ":" .. name) or 0
 end
 
 local function random_token(len, bang)
@@ -110,13 +139,19 @@ _M.html_reply = html_reply
 function _M.take_fault(scope)
   local f = faults.take(scope)
   if f then
+    _M.stat("faults_served")
     ngx.ctx.fault = f.kind
     _M.log_pending() -- a stalled call shows its fault while it stalls
   end
   return f
 end
 
-_M.serve_fault = faults.serve
+function _M.serve_fault(f)
+  if faults.serve(f) then return true end
+  -- a slow fault's wait that outlived a reset: the reset forgot this call, so it ends here, unanswered
+  if _M.forgotten() then return ngx.exit(444) end
+  return false
+end
 
 -- auth ----------------------------------------------------------------------------------------------
 
@@ -325,7 +360,7 @@ _M.LOG_KEEP = LOG_KEEP
 local function log_entry(status)
   local ctx = ngx.ctx
   if not ctx.log_n then return end
-  state:set("reqlog:" .. ctx.log_n, cjson.encode{ n = ctx.log_n, scope = ctx.log_scope,
+  state:set("reqlog:" .. ctx.era .. ":" .. ctx.log_n, cjson.encode{ n = ctx.log_n, scope = ctx.log_scope,
     method = ngx.req.get_method(), uri = ngx.var.request_uri, status = status, fault = ctx.fault,
     clock = ctx.log_clock })
 end
@@ -340,10 +375,11 @@ local function log_arrival()
   else
     return
   end
-  local n = state:incr("reqlog:n", 1, 0)
+  local era = ngx.ctx.era
+  local n = state:incr("reqlog:" .. era .. ":n", 1, 0)
   ngx.ctx.log_n, ngx.ctx.log_scope, ngx.ctx.log_clock = n, scope, _M.now()
   log_entry("pending")
-  if n > LOG_KEEP then state:delete("reqlog:" .. (n - LOG_KEEP)) end
+  if n > LOG_KEEP then state:delete("reqlog:" .. era .. ":" .. (n - LOG_KEEP)) end
 end
 
 function _M.log()
@@ -356,6 +392,7 @@ end
 
 function _M.handle()
   local uri = ngx.var.uri
+  ngx.ctx.era = _M.era()
   -- the server's Date is on the sandbox clock (real time plus /_sandbox/advance), as a far server's may differ
   ngx.header["Date"] = ngx.http_time(math.floor(_M.now()))
   log_arrival()

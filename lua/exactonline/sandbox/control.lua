@@ -21,7 +21,7 @@ local FLAGS = { "no429headers", "expires_in_number", "refresh_keeps", "mandatory
 
 local function stats()
   local out = {}
-  for _, name in ipairs(app.STATS) do out[name] = state:get("stat:" .. name) or 0 end
+  for _, name in ipairs(app.STATS) do out[name] = app.stat_value(name) end
   out.clock = app.now()
   out.clock_offset = state:get("clock_offset") or 0
   local m, d, w = app.limits()
@@ -101,6 +101,8 @@ function _M.handle(the_app, path)
     local list = faults.add(scope, f)
     return json_reply(200, { kind = f.kind, scope = scope, count = f.count, after = f.after, scheduled = list })
   elseif path == "reset" then
+    -- calls still in flight count in the era they came in, not in the one this reset starts
+    app.new_era()
     state:flush_all()
     if args.data == "1" then store.reset_data() end
     return json_reply(200, { reset = true, data = args.data == "1" })
@@ -206,10 +208,11 @@ end
 function _M.requests(args)
   local since = tonumber(args.since) or 0
   local limit = math.min(tonumber(args.limit) or 5000, app.LOG_KEEP)
-  local last = state:get("reqlog:n") or 0
+  local era = app.era()
+  local last = state:get("reqlog:" .. era .. ":n") or 0
   local out = {}
   for n = math.max(since + 1, last - app.LOG_KEEP + 1), last do
-    local raw = state:get("reqlog:" .. n)
+    local raw = state:get("reqlog:" .. era .. ":" .. n)
     if raw then out[#out + 1] = cjson.decode(raw) end
     if #out >= limit then break end
   end

@@ -45,7 +45,6 @@ function _M.take(scope)
   if not raw or raw == "[]" then return nil end
   for _, f in ipairs(cjson.decode(raw) or {}) do
     if n >= f.from and n <= f.to then
-      state:incr("stat:faults_served", 1, 0)
       return f
     end
   end

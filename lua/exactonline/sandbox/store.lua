@@ -296,12 +296,13 @@ function _M.last_timestamp(div)
   return dict:get(key("ts", div)) or (start_of(div) + span)
 end
 
---- reset_data(): every division back to its generated rows
+--- reset_data(): every division back to its generated rows (the counters that only grow, seq and era, stay)
 function _M.reset_data()
-  local seq = dict:get("seq")
+  local seq, era = dict:get("seq"), dict:get("era")
   dict:flush_all()
   dict:set("generation", tostring(ngx.now()) .. ":" .. math.random())
   if seq then dict:set("seq", seq) end
+  if era then dict:set("era", era) end
   check_generation()
 end
 

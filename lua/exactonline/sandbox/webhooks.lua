@@ -84,19 +84,18 @@ local function post(target, body)
   return tonumber(line:match("^HTTP/%d%.%d (%d%d%d)"))
 end
 
-local function stat(name) state:incr("stat:" .. name, 1, 0) end
-
-local function deliver(premature, target, body, attempt)
-  if premature then return end
+-- a delivery and its retries belong to the era of the change (app.era): a reset drops those still to come
+local function deliver(premature, app, era, target, body, attempt)
+  if premature or app.era() ~= era then return end
   local status = post(target, body)
   if status and status >= 200 and status < 300 then
-    stat("webhook_deliveries")
+    app.stat("webhook_deliveries", 1, era)
     return
   end
-  stat("webhook_failures")
+  app.stat("webhook_failures", 1, era)
   if attempt < 10 then
     local base = tonumber(state:get("cfg:webhook_delay")) or 1
-    ngx.timer.at(base * 2 ^ (attempt - 1), deliver, target, body, attempt + 1)
+    ngx.timer.at(base * 2 ^ (attempt - 1), deliver, app, era, target, body, attempt + 1)
   end
 end
 
@@ -122,7 +121,7 @@ function _M.notify(app, api, div, e, rows, action)
           }
           local body = '{"Content":' .. content .. ',"HashCode":"' ..
             _M.hmac_hex(app_rec.webhook_secret, content) .. '"}'
-          ngx.timer.at(0, deliver, target, body, 1)
+          ngx.timer.at(0, deliver, app, app.call_era(), target, body, 1)
         end
       end
     end
@@ -170,6 +169,7 @@ function _M.handle(app, api, division, method, rest, tok)
     if not status or status < 200 or status >= 300 then
       return api.fail(400, "The callback URL could not be validated: " .. tostring(status or perr))
     end
+    if app.forgotten() then return ngx.exit(444) end -- a reset came while the callback answered
     local n = state:incr("webhook_seq", 1, 0)
     local s = { ID = gen.guid("webhooks", division, n), CallbackURL = obj.CallbackURL, Topic = topic,
                 Division = division, ClientID = tok.client_id, UserID = gen.users[1][1],
@@ -178,7 +178,7 @@ function _M.handle(app, api, division, method, rest, tok)
                 Description = type(obj.Description) == "string" and obj.Description or nil }
     list[#list + 1] = s
     save(list)
-    stat("webhook_subscriptions")
+    app.stat("webhook_subscriptions")
     ngx.header["Location"] = uri(s.ID)
     return api.send(201, "application/json; charset=utf-8", cjson.encode{ d = api.project(s, fields, types,
       uri(s.ID), etype) })

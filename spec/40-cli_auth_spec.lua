@@ -276,6 +276,24 @@ describe("exactonline token and refresh", function()
     assert.are.equal(0, cli.run(env, { "token" }).code)
   end)
 
+  -- Exact's refresh and API calls take no redirect URI: a cron job needs only the app's id and secret
+  it("refresh and get need no redirect URI; auth names it when it is missing", function()
+    local bare = {}
+    for k, v in pairs(env) do bare[k] = v end
+    bare.EXACT_REDIRECT_URI = nil
+    sb:advance(600)
+    local res = cli.run(bare, { "refresh" })
+    assert.are.equal(0, res.code, res.stdout .. res.stderr)
+    assert.matches("refreshed", res.stdout, 1, true)
+    res = cli.run(bare, { "get", "/api/v1/current/Me" })
+    assert.are.equal(0, res.code, res.stdout .. res.stderr)
+    assert.matches("CurrentDivision", res.stdout, 1, true)
+    res = cli.run(bare, { "auth", "--redirect-url", "code" })
+    assert.are.equal(2, res.code, res.stdout .. res.stderr)
+    assert.matches("--redirect-uri", res.stderr, 1, true)
+    assert.matches("EXACT_REDIRECT_URI", res.stderr, 1, true)
+  end)
+
   it("refresh exits 2 when the chain is dead", function()
     local doc = cli.token_doc(dir)
     doc.tokens.refresh_token = "dead" .. doc.tokens.refresh_token

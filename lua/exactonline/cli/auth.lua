@@ -77,7 +77,7 @@ local function redirect_from(args, s, client, state, out)
 end
 
 function _M.run(args)
-  local client, s, code = config.connect(args)
+  local client, s, code = config.connect(args, nil, { "redirect_uri" })
   if not client then return nil, s, code end
   local out = io.stdout
   local state = util.random_hex(16)

@@ -215,8 +215,8 @@ function _M.need(s, keys)
   return true
 end
 
---- The settings an authorized client needs.
-_M.client_keys = { "client_id", "client_secret", "redirect_uri" }
+--- The settings an authorized client needs (the redirect URI only for `auth`: Exact's refresh takes none).
+_M.client_keys = { "client_id", "client_secret" }
 
 -- No default region, as in the library: each region is its own Exact Online, and a wrong one only shows in
 -- the browser ("Client with identifier … not found"), so a missing one is said here, before anything runs.
@@ -233,7 +233,7 @@ function _M.store(s)
   return store
 end
 
---- client(s [, extra]) --> client | nil, message.  Needs client_id, client_secret, redirect_uri.
+--- client(s [, extra]) --> client | nil, message.  Needs client_id, client_secret and a region.
 function _M.client(s, extra)
   local ok, err = _M.need(s, _M.client_keys)
   if ok then ok, err = _M.need_host(s) end
@@ -259,9 +259,11 @@ function _M.client(s, extra)
 end
 
 --- The shared connect step: settings, then a client. --> client, settings | nil, message, exit code
-function _M.connect(args, extra)
+function _M.connect(args, extra, keys)
   local s, err = _M.resolve(args)
   if not s then return nil, err, 2 end
+  local ok, kerr = _M.need(s, keys or {})
+  if not ok then return nil, kerr, 2 end
   local client, cerr = _M.client(s, extra)
   if not client then return nil, cerr, 2 end
   return client, s

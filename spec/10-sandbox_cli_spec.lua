@@ -29,6 +29,27 @@ describe("exactonline sandbox (CLI)", function()
     assert.equal(2, rc)
   end)
 
+  -- the address and credentials are printed only once nginx listens: a script that waits for them can connect
+  it("prints its address only once it listens; on a port in use it says so and prints no address", function()
+    local port = helpers.free_port()
+    local holder = proc.spawn(cli .. " sandbox --port " .. port .. " >/dev/null 2>&1")
+    assert.equal(401, (function()
+      local status
+      for _ = 1, 100 do
+        status = helpers.http("GET", "http://127.0.0.1:" .. port .. "/api/v1/current/Me", { timeout = 2 })
+        if status == 401 then break end
+        os.execute("sleep 0.1")
+      end
+      return status
+    end)())
+    local ok, out, rc = sh(cli .. " sandbox --port " .. port .. " 2>&1")
+    sh("kill -TERM " .. holder)
+    assert.is_false(ok)
+    assert.equal(1, rc, out)
+    assert.is_nil(out:find("client secret:", 1, true), out)
+    assert.matches("the sandbox did not start (nginx exited with 1): is port " .. port .. " taken?", out, 1, true)
+  end)
+
   it("runs from a `make install` tree in a DESTDIR, nothing from the checkout", function()
     local dir = helpers.tmpdir()
     local tree = assert(helpers.make_install())

@@ -50,15 +50,7 @@ function _M.add_to_parser(root)
   return parser.finish(c)
 end
 
-function _M.run(args)
-  local runner = require "exactonline.sandbox"
-  local opts = {}
-  for _, o in ipairs(_M.OPTIONS) do
-    local key = o[1]:gsub("^%-%-", ""):gsub("%-", "_")
-    opts[key] = args[key]
-  end
-  local info, perr = runner.prepare(opts)
-  if not info then return nil, perr, 1 end
+local function banner(info)
   local out = io.stdout
   out:write("Exact Online sandbox on ", info.base_url, "  (also ", (info.base_url:gsub("localhost", "127.0.0.1")),
     ")\n")
@@ -76,8 +68,23 @@ function _M.run(args)
   out:write("  error log:      ", info.error_log, "\n")
   out:write("Ctrl-C stops it.\n")
   out:flush()
-  local code = runner.run_foreground(info)
+end
+
+function _M.run(args)
+  local runner = require "exactonline.sandbox"
+  local opts = {}
+  for _, o in ipairs(_M.OPTIONS) do
+    local key = o[1]:gsub("^%-%-", ""):gsub("%-", "_")
+    opts[key] = args[key]
+  end
+  local info, perr = runner.prepare(opts)
+  if not info then return nil, perr, 1 end
+  local code, listened = runner.run_foreground(info, function() banner(info) end)
   runner.stop(info) -- removes what is left of its prefix
+  if not listened then
+    return nil, "the sandbox did not start (nginx exited with " .. code .. "): is port " .. tostring(info.port)
+      .. " taken? nginx's own words are above", 1
+  end
   return code
 end
 

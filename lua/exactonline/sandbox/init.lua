@@ -415,20 +415,31 @@ function _M.watchdog(info, owner_pid)
   execute("nohup sh -c " .. quote(script) .. " >/dev/null 2>&1 </dev/null &")
 end
 
---- run_foreground(info) --> exit code. nginx runs with daemon off under a small shell that forwards
--- INT/TERM/HUP to it; setpriv makes the shell die (and stop nginx) if this process is killed.
-function _M.run_foreground(info)
+--- run_foreground(info, on_ready) --> exit code, listened. nginx runs with daemon off under a small shell that forwards
+-- INT/TERM/HUP to it; setpriv makes the shell die (and stop nginx) if this process is killed. on_ready() runs
+-- once nginx listens (its master writes the pid file after opening the listening sockets), so whatever it
+-- prints (the address, the credentials) is only seen when the sandbox already answers.
+function _M.run_foreground(info, on_ready)
+  local pid = quote(info.pid)
   local script = "trap 'kill -TERM $n 2>/dev/null' INT TERM HUP; " ..
-    nginx_cmd(info, " -g 'daemon off;'") .. " </dev/null & n=$!; " ..
+    nginx_cmd(info, " -g 'daemon off;'") .. " </dev/null >/dev/null & n=$!; " ..
+    "while [ ! -s " .. pid .. " ] && kill -0 $n 2>/dev/null; do sleep 0.02; done; " ..
+    "[ -s " .. pid .. " ] && echo listening; " ..
     "wait $n; rc=$?; while kill -0 $n 2>/dev/null; do wait $n; rc=$?; done; " ..
-    "rm -rf " .. quote(info.prefix) .. "; exit $rc"
+    "rm -rf " .. quote(info.prefix) .. "; echo \"rc=$rc\""
   local launcher = "sh -c " .. quote(script)
   if execute("command -v setpriv >/dev/null 2>&1") then
     launcher = "exec setpriv --pdeathsig TERM -- " .. launcher
   end
-  local ok, code = execute(launcher)
-  if ok then return 0 end
-  return tonumber(code) or 1
+  local p = io.popen(launcher, "r")
+  local line = p:read("*l")
+  local listened = line == "listening"
+  if listened then
+    if on_ready then on_ready() end
+    line = p:read("*l")
+  end
+  p:close()
+  return tonumber(line and line:match("^rc=(%d+)")) or 1, listened
 end
 
 return _M

@@ -52,6 +52,17 @@ describe("the exactonline program", function()
     return out
   end
 
+  -- argparse wraps help wider than its width, which would split an example into two broken commands
+  it("refuses a --help example wider than the help, so none is ever printed wrapped", function()
+    local parser = require "exactonline.cli.parser"
+    local long = "exactonline get crm/Accounts --select " .. ("Name,"):rep(20) .. "Code"
+    local ok, err = pcall(parser.command, parser.root(function() end), "get", { summary = "s", examples = { long } })
+    assert.is_false(ok)
+    assert.matches("a --help example is wider than 110 columns: " .. long, tostring(err), 1, true)
+    assert.is_true(pcall(parser.command, parser.root(function() end), "get", { summary = "s",
+      examples = { long:sub(1, 108) } }))
+  end)
+
   -- one rule with the library (exactonline.new raises): no region or base URL is no guessed `nl`
   it("stops with exit 2 naming EXACT_REGION when neither a region nor a base URL is set", function()
     local dir = helpers.tmpdir()

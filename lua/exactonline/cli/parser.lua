@@ -1,11 +1,13 @@
 --- How every command meets lua-argparse: one help layout (usage, description, arguments, options,
 -- connection settings, examples), one way to turn argparse's errors into the CLI's one-line usage errors,
 -- and `-h/--help` that prints help instead of exiting from inside the parser.
-local ipairs, tonumber, tostring, type = ipairs, tonumber, tostring, type
+local error, ipairs, tonumber, tostring, type = error, ipairs, tonumber, tostring, type
 local concat, unpack = table.concat, table.unpack or rawget(_G, "unpack")
 local argparse = require "argparse"
 
 local _M = {}
+
+local WIDTH = 110 -- columns of --help
 
 --- The root parser: `exactonline COMMAND …`. shown_help receives the parser whose --help was asked.
 function _M.root(on_help)
@@ -14,7 +16,7 @@ function _M.root(on_help)
     :command_target("command")
     :help_usage_margin(2)
     :help_description_margin(30)
-    :help_max_width(110)
+    :help_max_width(WIDTH)
   p._eo_on_help = on_help
   return p
 end
@@ -38,7 +40,12 @@ function _M.command(root, name, spec)
   c._eo_groups = { arguments = {}, options = { add_help_flag(c) }, connection = {} }
   if spec.examples then
     local lines = { "examples:" }
-    for _, e in ipairs(spec.examples) do lines[#lines + 1] = "  " .. e end
+    for _, e in ipairs(spec.examples) do
+      -- argparse would wrap a longer one, and a wrapped example is two broken commands to whoever copies it
+      if #e + 2 > WIDTH then error("exactonline " .. name .. ": a --help example is wider than " .. WIDTH
+        .. " columns: " .. e, 2) end
+      lines[#lines + 1] = "  " .. e
+    end
     c:epilog(concat(lines, "\n"))
   end
   return c

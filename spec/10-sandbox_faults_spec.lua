@@ -147,6 +147,58 @@ describe("sandbox faults", function()
     assert.equal(0, #none.d.results)
   end)
 
+  describe("hold, and a reset while a call is held", function()
+    -- a GET of /current/Me in the background: --> a function that returns "status curl-exit" once it is done
+    local function get_in_background()
+      local out = helpers.tmpdir() .. "/answer"
+      helpers.sh("(curl -s -o /dev/null --cacert " .. helpers.quote(sb.cafile) .. " -H 'Accept: application/json'" ..
+        " -H " .. helpers.quote("Authorization: Bearer " .. token) .. " -w '%{http_code} %{exitcode}' " ..
+        helpers.quote(sb:url(ME)) .. " >" .. helpers.quote(out .. ".tmp") .. "; mv " .. helpers.quote(out .. ".tmp") ..
+        " " .. helpers.quote(out) .. ") </dev/null >/dev/null 2>&1 &")
+      return function() return helpers.read(out) end
+    end
+
+    local function wait_until(what, fn)
+      for _ = 1, 600 do
+        local v = fn()
+        if v then return v end
+        os.execute("sleep 0.05")
+      end
+      error("gave up waiting until " .. what)
+    end
+
+    local function held()
+      for _, r in ipairs(sb:requests(0).requests) do
+        if r.fault == "hold" and r.status == "pending" then return true end
+      end
+      return false
+    end
+
+    it("holds the call until the fault is cleared, then answers it as usual", function()
+      sb:fault("hold", 1)
+      local answer = get_in_background()
+      wait_until("the call is held", held)
+      assert.is_nil(answer(), "a held call was answered")
+      assert.equal("hold", sb:stats().faults.api[1].kind) -- its one call arrived; the hold stays scheduled
+      sb:fault("hold", 0)
+      assert.equal("200 0", wait_until("the call is answered", answer))
+      assert.equal(200, sb:requests(0).requests[1].status)
+    end)
+
+    it("a reset forgets a held call: it ends unanswered and counts in nothing after the reset", function()
+      sb:fault("hold", 1)
+      local answer = get_in_background()
+      wait_until("the call is held", held)
+      sb:reset()
+      assert.equal("000 52", wait_until("the call ends", answer)) -- curl: empty reply from server
+      local s = sb:stats()
+      assert.equal(0, s.api_calls)
+      assert.equal(0, s.unauthorized)
+      assert.equal(0, s.faults_served)
+      assert.same({}, sb:requests(0).requests)
+    end)
+  end)
+
   it("hits the token endpoint the same way (scope=token)", function()
     sb:fault("json500", 1, { scope = "token", after = 1 })
     assert.equal(200, (sb:exchange()))

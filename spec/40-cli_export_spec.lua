@@ -48,24 +48,30 @@ describe("exactonline export", function()
     return nil
   end
 
-  -- the temp file once it holds something
-  local function wait_for_partial(path, pid)
-    for _ = 1, 200 do
-      local p = partial_of(path, pid)
+  -- the temp file once it holds something, or nil when the export ended first
+  local function wait_for_partial(path, h)
+    for _ = 1, 600 do
+      local p = partial_of(path, h.pid)
       if p and #(helpers.read(p) or "") > 0 then return p end
+      if not helpers.sh("kill -0 " .. h.pid) then return nil end
       helpers.sh("sleep 0.05")
     end
-    return partial_of(path, pid)
+    return nil
   end
 
-  -- an export to dir/NAME in the background whose first `slow` pages take a second each, once its temp file
-  -- holds a page: csv, the spawned CLI (h.pid, h.wait()), the temp file
-  local function slow_export(name, slow)
+  -- an export to dir/NAME in the background, parked at its second page (the sandbox holds every call after
+  -- the first until the spec clears or replaces the fault), once its temp file holds the first page:
+  -- csv, the spawned CLI (h.pid, h.wait()), the temp file. The export cannot finish before the spec acts.
+  local function held_export(name)
     local csv = dir .. "/" .. name
-    sb:fault("slow", slow, { seconds = 1 })
+    sb:fault("hold", 1000, { after = 1 })
     local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "-o", csv })
-    local partial = wait_for_partial(csv, h.pid)
-    assert.is_string(partial, "the export never wrote its temp file beside " .. csv)
+    local partial = wait_for_partial(csv, h)
+    if not partial then
+      sb:fault("hold", 0)
+      error("the export never wrote its first page beside " .. csv .. " (exit " .. tostring(h.wait()) .. "): " ..
+        tostring(h.stderr))
+    end
     return csv, h, partial
   end
 
@@ -157,9 +163,9 @@ describe("exactonline export", function()
   end)
 
   it("leaves no file when the sandbox fails mid-export, and exits non-zero", function()
-    local csv, h, partial = slow_export("broken.csv", 2)
+    local csv, h, partial = held_export("broken.csv")
     assert.is_true(#(helpers.read(partial) or "") > 0, "the first page was written to the temp file")
-    sb:fault("truncate", 5)
+    sb:fault("truncate", 5) -- replaces the hold: the held page is answered, the pages after it are cut short
     local code = h.wait()
     assert.are_not.equal(0, code)
     assert.matches("was not written", h.stderr, 1, true)
@@ -169,8 +175,9 @@ describe("exactonline export", function()
   end)
 
   it("leaves no file when interrupted (Ctrl-C)", function()
-    local csv, h, partial = slow_export("interrupted.csv", 3)
+    local csv, h, partial = held_export("interrupted.csv")
     helpers.sh("kill -INT " .. h.pid)
+    sb:fault("hold", 0) -- the held page is answered after the signal came
     local code = h.wait()
     assert.are.equal(130, code, h.stderr)
     assert.is_false(helpers.exists(csv))
@@ -178,10 +185,10 @@ describe("exactonline export", function()
   end)
 
   it("removes the partial file an export killed with -9 left, at the next export to that file", function()
-    local csv, h, partial = slow_export("killed.csv", 3)
+    local csv, h, partial = held_export("killed.csv")
     helpers.sh("kill -9 " .. h.pid)
     assert.are.equal(137, h.wait())
-    sb:fault("slow", 0)
+    sb:fault("hold", 0)
     assert.is_true(helpers.exists(partial), "kill -9 leaves the partial file (nothing can remove it then)")
     assert.is_false(helpers.exists(csv))
     -- beside it: a partial of a live process (pid 1) and one of another file: not ours to remove

@@ -282,20 +282,20 @@ describe("exactonline export's files", function()
 
   it("are written through a temp file with an unpredictable name", function()
     local csv = dir .. "/slow.csv"
-    sb:fault("slow", 2, { seconds = 1 })
+    sb:fault("hold", 1000, { after = 1 }) -- the export waits at its second page until the name is seen
     local h = cli.spawn(env, { "export", "crm/Accounts", "--select", "ID,Name", "--no-bulk", "-o", csv })
     local name
-    for _ = 1, 200 do
+    for _ = 1, 600 do
       for n in helpers.capture("ls -a " .. q(dir)):gmatch("[^\n]+") do
         if n:find("^slow%.csv%.partial%-") then name = n end
       end
-      if name then break end
+      if name or not helpers.sh("kill -0 " .. h.pid) then break end
       helpers.sh("sleep 0.05")
     end
+    sb:fault("hold", 0)
     assert.is_string(name, "no temp file seen")
     assert.matches("^slow%.csv%.partial%-" .. h.pid .. "%.%x%x%x%x%x%x%x%x%x%x%x%x$", name)
     assert.are.equal(0, h.wait(), h.stderr)
-    sb:fault("slow", 0)
   end)
 
   it("refuse links and existing files at the temp path itself (O_EXCL|O_NOFOLLOW)", function()

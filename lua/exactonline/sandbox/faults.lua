@@ -11,7 +11,8 @@ local _M = {}
 local state = ngx.shared.eo_sandbox_state
 
 _M.KINDS = { html503 = true, html500 = true, json500 = true, json503 = true, ["408"] = true, garbage = true,
-             truncate = true, slow = true, stall = true, reset = true, ["401"] = true, rotate_error = true }
+             truncate = true, slow = true, stall = true, hold = true, reset = true, ["401"] = true,
+             rotate_error = true }
 _M.TOKEN_ONLY = { rotate_error = true }
 
 local function schedule(scope)
@@ -26,13 +27,13 @@ function _M.add(scope, f)
   local list = f.after and schedule(scope) or {}
   if f.count > 0 then
     local from = now + (f.after or 0) + 1
-    list[#list + 1] = { kind = f.kind, from = from, to = from + f.count - 1, seconds = f.seconds,
-                        retry_after = f.retry_after }
+    list[#list + 1] = { id = state:incr("fault_ids", 1, 0), kind = f.kind, from = from, to = from + f.count - 1,
+                        seconds = f.seconds, retry_after = f.retry_after }
   end
-  -- drop what is over
+  -- drop what is over (a hold stays until cleared or replaced: its calls wait for that)
   local keep = {}
   for _, x in ipairs(list) do
-    if x.to > now then keep[#keep + 1] = x end
+    if x.to > now or x.kind == "hold" then keep[#keep + 1] = x end
   end
   state:set("faults:" .. scope, cjson.encode(keep))
   return keep
@@ -45,10 +46,19 @@ function _M.take(scope)
   if not raw or raw == "[]" then return nil end
   for _, f in ipairs(cjson.decode(raw) or {}) do
     if n >= f.from and n <= f.to then
+      f.scope = scope
       return f
     end
   end
   return nil
+end
+
+-- is fault `id` still in the scope's schedule (not cleared, replaced or reset)?
+local function scheduled(scope, id)
+  for _, f in ipairs(schedule(scope)) do
+    if f.id == id then return true end
+  end
+  return false
 end
 
 --- pending(scope) --> how many calls are still to fail
@@ -95,6 +105,11 @@ function _M.serve(f)
   if kind == "slow" then
     ngx.sleep(seconds)
     return false
+  elseif kind == "hold" then
+    -- held until the spec moves the schedule on (clears or replaces the fault, or resets): then handled as
+    -- usual. The dict is looked at every 10 ms: workers share no other way to wake each other
+    while scheduled(f.scope, f.id) do ngx.sleep(0.01) end
+    return false
   elseif kind == "stall" then
     -- the request is never handled: after the wait the connection closes without an answer
     ngx.sleep(seconds)
@@ -140,7 +155,7 @@ function _M.from_args(args)
   if type(kind) ~= "string" or not _M.KINDS[kind] or (scope ~= "api" and scope ~= "token") or
      (_M.TOKEN_ONLY[kind] and scope ~= "token") then
     return nil, "unknown fault kind or scope (kinds: html503 html500 json500 json503 408 garbage truncate slow " ..
-      "stall reset 401, and rotate_error for scope=token)"
+      "stall hold reset 401, and rotate_error for scope=token)"
   end
   local f = { kind = kind }
   for _, k in ipairs{ "count", "after", "seconds", "retry_after" } do

@@ -418,13 +418,15 @@ function RUNNERS.sandbox(block)
   local pid = tonumber(helpers.capture("cd " .. q(ctx.checkout) .. " && " .. env_prefix(shell_env(false)) ..
     " sh -c " .. q("exec " .. line) .. " >" .. q(log) .. " 2>&1 </dev/null & echo $!"):match("%d+"))
   local cafile = ctx.root .. "/home/.cache/exactonline-sandbox/ca.pem"
-  local status
-  for _ = 1, 400 do
-    status = helpers.http("GET", "https://localhost:" .. port .. "/", { cafile = cafile, timeout = 2 })
-    if status then break end
+  -- nginx may answer a moment before the command has seen it listen and printed its banner (under ASan the
+  -- moment is long): wait for both
+  local status, out
+  for _ = 1, 600 do
+    status = status or helpers.http("GET", "https://localhost:" .. port .. "/", { cafile = cafile, timeout = 2 })
+    out = read(log) or ""
+    if status and out:find("Ctrl-C stops it", 1, true) then break end
     sh("sleep 0.05")
   end
-  local out = read(log) or ""
   sh("kill -TERM " .. pid .. "; i=0; while kill -0 " .. pid .. " 2>/dev/null && [ $i -lt 200 ]; do " ..
     "sleep 0.05; i=$((i+1)); done")
   return { code = status and 0 or 1, stdout = out, stderr = "", script = line .. "\n" }

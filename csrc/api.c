@@ -1,33 +1,13 @@
 /* The REST side: path -> URL (the bearer token never leaves the base URL's origin),
- * query encoding, JSON through lua-cjson, answers and OData error envelopes, rate limits. */
+ * query encoding, answers and OData error envelopes, rate limits. */
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include "eo.h"
-
-/* ---- lua-cjson: a private instance (cjson.new), so the user's cjson settings stay theirs. Its
- * decode and encode (C functions) are kept in the registry at luaopen time, under the addresses of
- * these two constants: nothing is looked up through a table a user could change. ---- */
-
-static const char decode_key = 'd', encode_key = 'e';
-
-static int json_call(lua_State *L, int idx, const void *key) {
-    idx = eo_absindex(L, idx);
-    lua_pushlightuserdata(L, (void *)key);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_pushvalue(L, idx);
-    return lua_pcall(L, 1, 1, 0) == LUA_OK;
-}
-
-int eo_json_decode(lua_State *L, int idx) {
-    return json_call(L, idx, &decode_key);
-}
-
-int eo_json_encode(lua_State *L, int idx) {
-    return json_call(L, idx, &encode_key);
-}
+#include "box.h"
+#include "client.h"
+#include "json.h"
 
 const char *eo_header(lua_State *L, int idx, const char *name) {
     const char *s = NULL;
@@ -108,7 +88,7 @@ static void rl_field(lua_State *L, const char *k, double v) {
 }
 
 /* rate_limits() -> {minutely_limit, minutely_remaining, minutely_reset, daily_…} (known ones) */
-static int api_rate_limits(lua_State *L) {
+static int client_rate_limits(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     lua_createtable(L, 0, 6);
     rl_field(L, "minutely_limit", c->rl_min_limit);
@@ -121,7 +101,7 @@ static int api_rate_limits(lua_State *L) {
 }
 
 /* rate_wait(now, after_429) -> seconds to wait (0: go) | nil, rate_limit error */
-static int api_rate_wait(lua_State *L) {
+static int client_rate_wait(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     double now = eo_checktime(L, 2), wait = 0;
     int after_429 = lua_toboolean(L, 3);
@@ -281,7 +261,7 @@ static int rebase(lua_State *L, eo_client *c, int url) {
 }
 
 /* api_request(method, path, {query=, body=, headers=}) -> {method, url, headers, body, timeout} | nil, err */
-static int api_api_request(lua_State *L) {
+static int client_api_request(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     size_t path_len;
     const char *method = luaL_checkstring(L, 2), *path = luaL_checklstring(L, 3, &path_len), *m, *why = NULL;
@@ -450,7 +430,7 @@ static const char *status_hint(long status) {
 }
 
 /* absorb(resp) -> {status, headers, body, data} | nil, err */
-static int api_absorb(lua_State *L) {
+static int client_absorb(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     long status;
     int headers, body, data = 0, json = 0, words, expect_json;
@@ -536,25 +516,8 @@ static int api_absorb(lua_State *L) {
 }
 
 const luaL_Reg eo_api_methods[] = {
-    {"api_request", api_api_request},
-    {"absorb", api_absorb},
-    {"rate_limits", api_rate_limits},
-    {"rate_wait", api_rate_wait},
+    {"api_request", client_api_request},
+    {"absorb", client_absorb},
+    {"rate_limits", client_rate_limits},
+    {"rate_wait", client_rate_wait},
     {NULL, NULL}};
-
-void eo_open_api(lua_State *L) {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_pushlightuserdata(L, (void *)&decode_key);
-    lua_getfield(L, -2, "decode");
-    luaL_argcheck(L, lua_iscfunction(L, -1), 1, "cjson.new().decode is not lua-cjson's");
-    lua_rawset(L, LUA_REGISTRYINDEX);
-    lua_pushlightuserdata(L, (void *)&encode_key);
-    lua_getfield(L, -2, "encode");
-    luaL_argcheck(L, lua_iscfunction(L, -1), 1, "cjson.new().encode is not lua-cjson's");
-    lua_rawset(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 2);
-}

@@ -3,7 +3,7 @@
  * Nothing is lost when the call raises, and the happy path releases at once. */
 #include <string.h>
 #include <curl/curl.h>
-#include "eo.h"
+#include "box.h"
 
 #define BOX_MT "exactonline.Box"
 

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "eo.h"
+#include "client.h"
+#include "http.h"
 
 static const struct { const char *region, *url; } regions[] = {
     {"nl", "https://start.exactonline.nl"}, {"be", "https://start.exactonline.be"},
@@ -173,7 +174,7 @@ static void fill(lua_State *L, eo_client *c) {
 }
 
 /* core.client_new(config) -> exactonline.Client */
-static int client_new(lua_State *L) {
+static int l_client_new(lua_State *L) {
     eo_client *c;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -381,7 +382,7 @@ static const luaL_Reg metamethods[] = {
     {"__gc", client_close}, {"__close", client_close}, {"__tostring", client_tostring}, {NULL, NULL}};
 
 void eo_open_client(lua_State *L) {
-    static const luaL_Reg fns[] = {{"client_new", client_new}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"client_new", l_client_new}, {NULL, NULL}};
     luaL_newmetatable(L, EO_CLIENT_MT);
     luaL_setfuncs(L, metamethods, 0);
     lua_newtable(L); /* the method table: C methods here, Lua methods added by exactonline.client */

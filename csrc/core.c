@@ -1,7 +1,7 @@
 /* exactonline.core: the C part of require "exactonline". */
 #include <curl/curl.h>
 #include <pthread.h>
-#include "eo.h"
+#include "client.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,15 +41,14 @@ EO_EXPORT int luaopen_exactonline_core(lua_State *L) {
     lua_setfield(L, -2, "curl_version");
     eo_open_error(L);
     eo_open_box(L);
+    eo_open_json(L);
     eo_open_http(L);
-    eo_open_oauth(L);
-    eo_open_api(L);
     eo_open_client(L);
     eo_open_webhook(L);
     eo_open_digest(L);
     eo_open_fileio(L);
     eo_open_sys(L);
-    /* Exact's token clock, from its one home (eo.h), for reports such as `exactonline token` */
+    /* Exact's token clock, from its one home (client.h), for reports such as `exactonline token` */
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, (lua_Integer)EO_ACCESS_LIFETIME);
     lua_setfield(L, -2, "access_lifetime");

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
-#include "eo.h"
+#include "http.h"
 
 static int buf_add(eo_buf *b, const char *p, size_t n, size_t cap) {
     if (b->len + n > cap) return 0;
@@ -296,7 +296,7 @@ int eo_http_finish(lua_State *L, eo_client *c, CURLcode rc) {
 }
 
 /* perform({method, url, headers, body, timeout}) -> {status, headers, body} | nil, err */
-static int http_perform(lua_State *L) {
+static int client_perform(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     CURLcode rc;
     lua_settop(L, 2);
@@ -306,10 +306,10 @@ static int http_perform(lua_State *L) {
     return eo_http_finish(L, c, rc);
 }
 
-const luaL_Reg eo_http_methods[] = {{"perform", http_perform}, {NULL, NULL}};
+const luaL_Reg eo_http_methods[] = {{"perform", client_perform}, {NULL, NULL}};
 
 /* core.now() -> epoch seconds with a fraction */
-static int http_now(lua_State *L) {
+static int l_now(lua_State *L) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     lua_pushnumber(L, (double)tv.tv_sec + tv.tv_usec / 1e6);
@@ -317,7 +317,7 @@ static int http_now(lua_State *L) {
 }
 
 /* core.sleep(seconds): blocking; the ngx transport brings ngx.sleep instead */
-static int http_sleep(lua_State *L) {
+static int l_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
     struct timespec ts, rem;
     luaL_argcheck(L, eo_within(s, -EO_MAX_SECONDS, EO_MAX_SECONDS), 1, "seconds to sleep, at most a day");
@@ -329,6 +329,6 @@ static int http_sleep(lua_State *L) {
 }
 
 void eo_open_http(lua_State *L) {
-    static const luaL_Reg fns[] = {{"now", http_now}, {"sleep", http_sleep}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"now", l_now}, {"sleep", l_sleep}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -9,7 +9,7 @@
  *   m:close()            also __gc and __close; transfers still running are dropped */
 #include <stdlib.h>
 #include <string.h>
-#include "eo.h"
+#include "http.h"
 
 #define MULTI_MT "exactonline.Multi"
 

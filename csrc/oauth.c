@@ -2,7 +2,9 @@
  * token requests and token answers (with hints for the classic failures). */
 #include <stdlib.h>
 #include <string.h>
-#include "eo.h"
+#include "box.h"
+#include "client.h"
+#include "json.h"
 
 /* Add s to b percent-encoded once. libcurl's copy is held by box (made before b) while the buffer
  * grows, and wiped: it may be the client secret or a token. */
@@ -19,7 +21,7 @@ static void add_param(lua_State *L, luaL_Buffer *b, eo_box *box, int *first, con
 }
 
 /* authorization_url{state=…, force_login=bool} -> string */
-static int oauth_authorization_url(lua_State *L) {
+static int client_authorization_url(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     const char *state = NULL;
     int force = -1, first = 1;
@@ -104,7 +106,7 @@ static const char *qfield(lua_State *L, int t, const char *k) {
 
 /* code_from(input, expected_state) -> code | nil, err
  * input: a bare code, a %21-encoded code, a query string, or the whole redirect URL. */
-static int oauth_code_from(lua_State *L) {
+static int client_code_from(lua_State *L) {
     size_t len;
     const char *in = luaL_checklstring(L, 2, &len), *expected = luaL_optstring(L, 3, NULL);
     const char *code, *state, *err;
@@ -169,7 +171,7 @@ static int oauth_code_from(lua_State *L) {
 }
 
 /* token_request("authorization_code", code) | token_request("refresh") -> {method,url,headers,body} */
-static int oauth_token_request(lua_State *L) {
+static int client_token_request(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     const char *grant = luaL_checkstring(L, 2);
     int first = 1, refresh = 0;
@@ -252,7 +254,7 @@ static const char *hint_for(eo_client *c, const char *code, const char *msg, con
 /* absorb_token(resp, now) -> tokens | nil, err [, tokens to save]
  * A refresh answer without refresh_token keeps the old one; any answer that carries a
  * refresh_token updates ours, even an error (the third return tells the caller to save it). */
-static int oauth_absorb_token(lua_State *L) {
+static int client_absorb_token(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     double now = eo_checktime(L, 3), expires_in = EO_ACCESS_LIFETIME;
     const char *at = NULL, *rt = NULL, *code = NULL, *msg = NULL, *reason;
@@ -309,12 +311,8 @@ static int oauth_absorb_token(lua_State *L) {
 }
 
 const luaL_Reg eo_oauth_methods[] = {
-    {"authorization_url", oauth_authorization_url},
-    {"code_from", oauth_code_from},
-    {"token_request", oauth_token_request},
-    {"absorb_token", oauth_absorb_token},
+    {"authorization_url", client_authorization_url},
+    {"code_from", client_code_from},
+    {"token_request", client_token_request},
+    {"absorb_token", client_absorb_token},
     {NULL, NULL}};
-
-void eo_open_oauth(lua_State *L) {
-    (void)L;
-}

@@ -1,4 +1,4 @@
-/* The few operating-system calls the CLI needs that Lua lacks: realpath, getpid/getppid/geteuid,
+/* The few operating-system calls the CLI needs that Lua lacks: realpath, getpid/geteuid,
  * isatty, stat, mkdtemp, getrandom, files created O_EXCL|O_NOFOLLOW with a mode, clean-up of the temp files
  * a killed export left, a child process started without the environment's secrets, a SIGTERM/SIGHUP flag,
  * and for the gateway started as root: a user's ids (getpwnam) and chown.
@@ -22,7 +22,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "eo.h"
+#include "box.h"
 
 #define FILE_MT "exactonline.File"
 
@@ -50,11 +50,6 @@ static int l_realpath(lua_State *L) {
 
 static int l_getpid(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)getpid());
-    return 1;
-}
-
-static int l_getppid(lua_State *L) {
-    lua_pushinteger(L, (lua_Integer)getppid());
     return 1;
 }
 
@@ -454,8 +449,8 @@ static int l_chown(lua_State *L) {
 void eo_open_sys(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"realpath", l_realpath},       {"getpid", l_getpid},
-        {"getppid", l_getppid},         {"geteuid", l_geteuid},
-        {"isatty", l_isatty},           {"stat", l_stat},
+        {"geteuid", l_geteuid},         {"isatty", l_isatty},
+        {"stat", l_stat},
         {"mkdtemp", l_mkdtemp},         {"random", l_random},
         {"truncate", l_truncate},       {"create_file", l_create_file},
         {"append_file", l_append_file}, {"clean_partials", l_clean_partials},

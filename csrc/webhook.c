@@ -11,7 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <string.h>
-#include "eo.h"
+#include "json.h"
 
 typedef struct {
     const char *key, *val; /* the name's token (quotes included) and the value's bytes */

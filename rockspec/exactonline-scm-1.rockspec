@@ -83,6 +83,7 @@ build = {
         "csrc/error.c",
         "csrc/fileio.c",
         "csrc/http.c",
+        "csrc/json.c",
         "csrc/multi.c",
         "csrc/oauth.c",
         "csrc/sys.c",

@@ -6,6 +6,7 @@ local core = require "exactonline.core"
 local memory_store = require "exactonline.store.memory"
 local store_contract = require "exactonline.store.contract"
 local curl_transport = require "exactonline.transport.curl"
+local retry = require "exactonline.retry"
 
 local type, pairs, pcall, error, tostring, tonumber, setmetatable, require =
   type, pairs, pcall, error, tostring, tonumber, setmetatable, require
@@ -155,7 +156,7 @@ local function refresh_under_lock(client, st, why, failed)
   end
   local req, rerr = client:token_request("refresh")
   if not req then return nil, rerr end
-  local resp, terr = st.transport:request(req)
+  local resp, terr = retry.perform(st, req, "refresh")
   if not resp then return nil, terr end
   local tokens, aerr, salvage = client:absorb_token(resp, st.now())
   if not tokens then
@@ -239,6 +240,7 @@ function methods:request(method, path, opts)
   local raw = opts and opts.raw
   local accept = opts and opts.headers and (opts.headers.Accept or opts.headers.accept)
   local expect_json = accept == nil or tostring(accept):find("json", 1, true) ~= nil
+  local tries = retry.start(st, method, path)
   while true do
     local wait, werr = self:rate_wait(st.now(), false)
     if not wait then return nil, werr end
@@ -246,27 +248,39 @@ function methods:request(method, path, opts)
     local req, qerr = self:api_request(method, path, opts)
     if not req then return nil, qerr end
     local used = req.headers.Authorization:sub(8)
-    local resp, terr = st.transport:request(req)
-    if not resp then return nil, terr end
-    local status = resp.status
-    if raw and not (status == 401 and not refreshed or status == 429 and not waited) then
+    local resp, aerr = st.transport:request(req)
+    local status = resp and resp.status
+    if raw and resp and not (status == 401 and not refreshed or status == 429 and not waited) then
       self:absorb({ status = status, headers = resp.headers }, false) -- the rate-limit headers only
-      return resp
+      if status < 500 and status ~= 408 then return resp end
+      aerr = nil -- a GET is tried again; anything else passes through as Exact sent it
+    elseif resp then
+      local res
+      res, aerr = self:absorb(resp, expect_json)
+      if res then return res end
     end
-    local res, aerr = self:absorb(resp, expect_json)
-    if res then return res end
-    if aerr.status == 401 and not refreshed then
+    if aerr and aerr.status == 401 and not refreshed then
       -- the server's 401 rules over our clock: refresh once (or adopt a newer stored pair), retry once
       refreshed = true
       local t, rerr = locked(st, refresh_under_lock, self, st, "401", used)
-      if not t then return nil, rerr end
-    elseif aerr.status == 429 and not waited then
+      if not t then
+        -- refused as too early: Exact says the token is live, so the 401 was passing; a try like the others
+        local again, ferr = false, rerr
+        if rerr.code == "access_denied" then again, ferr = tries:again(rerr, resp, req) end
+        if not again then return nil, ferr end
+      end
+    elseif aerr and aerr.status == 429 and not waited then
       waited = true
       local secs, e2 = self:rate_wait(st.now(), true)
       if not secs then return nil, e2 end
       st.sleep(secs)
     else
-      return nil, aerr
+      -- no answer, a 5xx or 408, an unreadable 2xx: tried again when that is safe (exactonline.retry)
+      local again, ferr = tries:again(aerr, resp, req)
+      if not again then
+        if raw and resp then return resp end
+        return nil, ferr
+      end
     end
   end
 end
@@ -417,7 +431,7 @@ function methods:exchange(input, expected_state)
   if not code then return nil, err end
   local req, rerr = self:token_request("authorization_code", code)
   if not req then return nil, rerr end
-  local resp, terr = st.transport:request(req)
+  local resp, terr = retry.perform(st, req, "exchange")
   if not resp then return nil, terr end
   local tokens, aerr, salvage = self:absorb_token(resp, st.now())
   if not tokens then
@@ -529,15 +543,17 @@ function _M.new(config)
   if config.clock ~= nil and type(config.clock) ~= "function" then
     error("exactonline.new: config.clock must be a function", 2)
   end
+  local retries = retry.options(config)
   local okc, client = pcall(core.client_new, config)
   if not okc then error(client, 2) end -- a configuration mistake, reported at the caller's line
+  retries.max_wait = client:options().max_wait
   local transport = pick_transport(config, client)
   local now = config.clock
   if not now and type(transport.now) == "function" then now = function() return transport:now() end end
   local sleep = core.sleep
   if type(transport.sleep) == "function" then sleep = function(s) return transport:sleep(s) end end
   local st = { store = store, transport = transport, on_warning = config.on_warning, now = now or core.now,
-    sleep = sleep, config = {} } -- config: a copy, for sibling()
+    sleep = sleep, retry = retries, config = {} } -- config: a copy, for sibling()
   for k, v in pairs(config) do st.config[k] = v end
   states[client] = st
   local stored, err = store_load(st)

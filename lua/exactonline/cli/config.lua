@@ -34,6 +34,10 @@ _M.settings = {
     what = "the token file", help = "where tokens are kept" },
   { key = "cafile", flag = "--cafile", env = "EXACT_CAFILE", argname = "FILE",
     what = "the CA file", help = "extra CA certificates to trust" },
+  { key = "retries", flag = "--retries", env = "EXACT_RETRIES", argname = "N", number = true,
+    what = "the tries per call", help = "most tries per call (on 5xx, timeouts, drops; default 4)" },
+  { key = "retry_delay", flag = "--retry-delay", env = "EXACT_RETRY_DELAY", argname = "S", number = true,
+    what = "the first retry's wait", help = "seconds before the first retry, doubling (default 1)" },
   { key = "config", flag = "--config", env = "EXACT_CONFIG", argname = "FILE", file = false,
     what = "the config file", help = "the Lua config file" },
 }
@@ -185,10 +189,12 @@ function _M.resolve(flags)
     if not secret then return nil, serr end
     s.client_secret = secret
   end
-  if s.division ~= nil then
-    local n = tonumber(s.division)
-    if not n then return nil, "the division must be a number, not '" .. tostring(s.division) .. "'" end
-    s.division = n
+  for _, def in ipairs(_M.settings) do
+    local v = s[def.key]
+    if def.number and v ~= nil then
+      s[def.key] = tonumber(v)
+      if not s[def.key] then return nil, def.what .. " must be a number, not '" .. tostring(v) .. "'" end
+    end
   end
   if not s.token_file then
     s.token_file = require("exactonline.store.file").default_path()
@@ -233,6 +239,13 @@ function _M.store(s)
   return store
 end
 
+-- each retry, one line on stderr (on a terminal it replaces a progress line, which the next page redraws)
+local function on_retry(info)
+  local tty = core.isatty(2)
+  io.stderr:write(tty and "\r\27[K" or "", "exactonline: ", require("exactonline.retry").describe(info), "\n")
+  io.stderr:flush()
+end
+
 --- client(s [, extra]) --> client | nil, message.  Needs client_id, client_secret and a region.
 function _M.client(s, extra)
   local ok, err = _M.need(s, _M.client_keys)
@@ -249,7 +262,8 @@ function _M.client(s, extra)
   local conf = {
     client_id = s.client_id, client_secret = s.client_secret, redirect_uri = s.redirect_uri,
     region = (not s.base_url) and s.region or nil, base_url = s.base_url,
-    division = division, cafile = s.cafile, store = store,
+    division = division, cafile = s.cafile, store = store, retries = s.retries, retry_delay = s.retry_delay,
+    on_retry = on_retry,
   }
   for k, v in pairs(extra or {}) do conf[k] = v end
   local ok2, client, cerr = pcall(exactonline.new, conf)

@@ -110,7 +110,7 @@ function _M.run(args)
     access_log = args.access_log, token_db = args.token_db,
     client_id = s.client_id, client_secret = s.client_secret, redirect_uri = s.redirect_uri,
     region = (not s.base_url) and s.region or nil, base_url = s.base_url, division = division,
-    token_file = s.token_file, cafile = s.cafile,
+    token_file = s.token_file, cafile = s.cafile, retries = s.retries, retry_delay = s.retry_delay,
   }
   if not info then return nil, perr, pcode end
   local err_out = io.stderr

@@ -11,6 +11,7 @@ local pacer_mod = require "exactonline.gateway.pacer"
 local chain_mod = require "exactonline.gateway.chain"
 local metrics = require "exactonline.gateway.metrics"
 local ngx_transport = require "exactonline.transport.ngx"
+local retry = require "exactonline.retry"
 require "exactonline.client" -- loaded in the master, before the workers (maybe another user) fork
 
 local ngx = ngx
@@ -177,8 +178,9 @@ local function client_for(d)
     client_id = settings.client_id, client_secret = settings.client_secret, redirect_uri = settings.redirect_uri,
     base_url = settings.base_url, division = settings.division, store = store, transport = transport,
     on_rate_limit = "wait", max_wait = settings.max_wait, timeout = settings.timeout,
-    max_response_size = settings.max_response_size,
+    max_response_size = settings.max_response_size, retries = settings.retries, retry_delay = settings.retry_delay,
     on_warning = function(msg) ngx.log(ngx.WARN, "exactonline gateway: ", msg) end,
+    on_retry = function(info) ngx.log(ngx.WARN, "exactonline gateway: ", retry.describe(info)) end,
   }
   if not c then return nil, err end
   clients[d] = c

@@ -202,7 +202,8 @@ end
 
 --- prepare(opts) --> info | nil, message, exit code. Checks everything a start needs, then writes the prefix.
 -- opts: listen, workers, keys, tls_cert, tls_key, public_url, max_wait, timeout, access_log ("-": stdout),
--- client_id, client_secret, redirect_uri, region, base_url, division, token_file, cafile
+-- client_id, client_secret, redirect_uri, region, base_url, division, token_file, cafile,
+-- retries, retry_delay
 function _M.prepare(opts)
   local listen, lerr = _M.parse_listen(opts.listen)
   if not listen then return nil, lerr, 2 end
@@ -304,6 +305,7 @@ function _M.prepare(opts)
     region = opts.region, base_url = opts.base_url, division = opts.division, token_file = token_file,
     token_db = opts.token_db, keys = key_path, max_wait = tonumber(opts.max_wait) or 65,
     timeout = tonumber(opts.timeout) or 60, public_url = opts.public_url and opts.public_url:gsub("/+$", ""),
+    retries = tonumber(opts.retries), retry_delay = tonumber(opts.retry_delay),
   }
   local ok, err = write(info.settings_path, "return " .. lua_literal(settings) .. "\n", 384) -- 0600: the secret
   if ok then ok, err = write(info.conf, conf.render(info)) end

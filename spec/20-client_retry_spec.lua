@@ -16,10 +16,9 @@ local ACCOUNTS = 1200 -- 20 pages of 60 on the regular endpoint
 local KINDS = {
   html503 = {}, html500 = {}, json500 = {}, json503 = {}, ["408"] = {}, truncate = {}, garbage = {}, ["401"] = {},
   reset = { count = 2, seen = 1 },
-  stall = { seconds = 3 },  -- longer than the client's timeout: a timeout
-  slow = { seconds = 3 },   -- answered after the client gave up: a timeout too
+  stall = { seconds = 4, timeout = 2 },  -- longer than the client's timeout: a timeout
+  slow = { seconds = 4, timeout = 2 },   -- answered after the client gave up: a timeout too
 }
-local TIMEOUT = 1.5         -- the client's timeout in these specs (stall and slow wait longer)
 
 describe("retries", function()
   local sb = helpers.use_sandbox { accounts = ACCOUNTS, reset = { data = true },
@@ -29,7 +28,7 @@ describe("retries", function()
   -- a client with tokens (a fresh pair, or `tokens`), small backoff, on_retry recording into `retries`
   local function new(over, tokens)
     retries = {}
-    local config = sb:client_config { division = sb.division, retry_delay = 0.01, timeout = TIMEOUT,
+    local config = sb:client_config { division = sb.division, retry_delay = 0.01,
       on_retry = function(info) retries[#retries + 1] = info end }
     for k, v in pairs(over or {}) do config[k] = v end
     local c = assert(exactonline.new(config))
@@ -84,7 +83,7 @@ describe("retries", function()
   for kind, k in pairs(KINDS) do
     it("client:pages completes 20 pages with a " .. kind .. " on page 7 and page 13, exactly the right rows",
       function()
-        local c = new()
+        local c = new { timeout = k.timeout }
         local start = sb:requests().last
         fault_pages(kind, k)
         local ids, pages = {}, 0
@@ -213,9 +212,9 @@ describe("retries", function()
     end
 
     it("a POST that timed out once sent is not sent again, and the error says how to check", function()
-      local c = new()
+      local c = new { timeout = 2 }
       local start = sb:requests().last
-      sb:fault("slow", 1, { seconds = 3 }) -- the sandbox creates it after the client gave up
+      sb:fault("slow", 1, { seconds = 4 }) -- the sandbox creates it after the client gave up
       local res, err = c:post("crm/Accounts", { Name = "Eenmaal aangemaakt" })
       assert.is_nil(res)
       assert.equal("network", err.kind)
@@ -234,11 +233,11 @@ describe("retries", function()
     end)
 
     it("a POST answered 503 or dropped is not sent again either", function()
-      local c = new()
+      local c = new { timeout = 2 }
       -- (not reset: libcurl itself re-sends a request whose reused connection closed without any answer)
       for _, kind in ipairs { "html503", "json500", "408", "stall", "truncate" } do
         local start = sb:requests().last
-        sb:fault(kind, 1, { seconds = 3 })
+        sb:fault(kind, 1, { seconds = 4 })
         local res, err = c:post("crm/Accounts", { Name = "Niet twee keer " .. kind })
         assert.is_nil(res, kind)
         assert.is_true(err.maybe_done, kind)
@@ -313,12 +312,12 @@ describe("retries", function()
   it("a refresh that reached Exact is not sent again: the error says so, the refresh token is kept", function()
     local store = exactonline.memory_store()
     local core = require "exactonline.core"
-    local c = new { store = store, clock = function() return core.now() + 600 end } -- our clock agrees: due
+    local c = new { store = store, timeout = 2, clock = function() return core.now() + 600 end } -- ours agrees: due
     assert(store.save(c:tokens()))
     sb:advance(600) -- Exact's clock: the token is due
     local held = c:tokens().refresh_token
     local start = sb:requests().last
-    sb:fault("stall", 1, { scope = "token", seconds = 3 })
+    sb:fault("stall", 1, { scope = "token", seconds = 4 })
     local res, err = c:refresh()
     assert.is_nil(res)
     assert.is_true(err.maybe_done)
@@ -416,7 +415,8 @@ describe("retries", function()
       local csv = dir .. "/stopped.csv"
       sb:fault("html503", 4, { after = 6 })
       local r = export(csv, { "--retries", "4" })
-      assert.are_not.equal(0, r.code)
+      assert.equal(3, r.code, r.stderr) -- stopped, resumable
+      assert.matches("%-%-resume", r.stderr)
       assert.matches("was tried 4 times: HTTP 503 %(an HTML page%), HTTP 503 %(an HTML page%), HTTP 503 %(an HTML "
         .. "page%), HTTP 503 %(an HTML page%)", r.stderr)
       local _, n = r.stderr:gsub("exactonline: GET [^\n]*trying again", "")

@@ -252,7 +252,7 @@ function methods:request(method, path, opts)
     local status = resp and resp.status
     if raw and resp and not (status == 401 and not refreshed or status == 429 and not waited) then
       self:absorb({ status = status, headers = resp.headers }, false) -- the rate-limit headers only
-      if status < 500 and status ~= 408 then return resp end
+      if not retry.retryable_status(status) then return resp end
       aerr = nil -- a GET is tried again; anything else passes through as Exact sent it
     elseif resp then
       local res

@@ -58,7 +58,8 @@ end
 --- classify(err, resp) --> "unsent" | "again" | nil, what it got (one line, no secrets)
 -- err: the transport's or the answer's error object; resp: the answer, when there was one
 function _M.classify(err, resp)
-  local status = resp and resp.status or (err and err.status)
+  local status = err and err.status -- checked by the C side; a raw answer's own when there is no error
+  if not err and resp and _M.retryable_status(resp.status) then status = resp.status end
   if err and err.kind == "oauth" and err.code == "access_denied" and err.status == 400 then
     -- a refresh after a 401 refused as too early: Exact says the access token is live, so the 401 was passing
     -- (and a 401 was never carried out, whatever the method)
@@ -76,16 +77,21 @@ function _M.classify(err, resp)
     if DROPPED[code] then return "again", DROPPED[code] end
     return nil, tostring(err.message or code or "a network failure")
   end
-  if status and (status >= 500 or status == 408) then
+  if _M.retryable_status(status) then
     local html = err and str_find(tostring(err.message), "^an HTML page") or
       (resp and resp.headers and str_find(tostring(resp.headers["content-type"]), "html", 1, true))
     return "again", "HTTP " .. status .. (html and " (an HTML page)" or "")
   end
-  if err and err.kind == "decode" and status and status >= 200 and status < 300 then
+  if err and err.kind == "decode" and type(status) == "number" and status >= 200 and status < 300 then
     return "again", "an answer that could not be read (HTTP " .. status .. ")"
   end
   if status then return nil, "HTTP " .. status end
   return nil, err and tostring(err.message or err.code or err.kind) or "?"
+end
+
+--- retryable_status(status) --> true for a 5xx or 408 (a raw answer worth another try, if the method allows)
+function _M.retryable_status(status)
+  return type(status) == "number" and (status >= 500 and status < 600 or status == 408)
 end
 
 --- retry_after(headers, now) --> seconds to wait | nil: Retry-After as seconds or as an HTTP date (against
@@ -209,10 +215,12 @@ function Tries:again(err, resp, req)
   return true
 end
 
---- perform(st, req, what) --> resp | nil, err: one call through the transport, tried again only while it
--- provably never reached the server (the token calls: a refresh token may rotate, a code works once)
+--- perform(st, req, what) --> resp | nil, err: one call through the transport, tried again once at most, and
+-- only when it provably never reached the server (the token calls: a refresh token may rotate, a code works
+-- once; never in a loop, and a refresh holds the store's lock meanwhile)
 function _M.perform(st, req, what)
   local tries = _M.start(st, req.method or "POST", req.url, what)
+  tries.o = setmetatable({ retries = math_min(st.retry.retries, 2) }, { __index = st.retry })
   while true do
     local resp, err = st.transport:request(req)
     if resp then return resp end

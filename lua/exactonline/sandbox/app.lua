@@ -390,11 +390,17 @@ function _M.log_pending()
   log_entry("pending")
 end
 
+--- header filter: the answer's Date is on the sandbox clock (real time plus clock_offset and /_sandbox/advance),
+-- as a far server's clock may differ from the client's, and stamped as the answer goes out (after a slow
+-- fault's wait too), as a real server's is
+function _M.date()
+  ngx.update_time()
+  ngx.header["Date"] = ngx.http_time(math.floor(_M.now()))
+end
+
 function _M.handle()
   local uri = ngx.var.uri
   ngx.ctx.era = _M.era()
-  -- the server's Date is on the sandbox clock (real time plus /_sandbox/advance), as a far server's may differ
-  ngx.header["Date"] = ngx.http_time(math.floor(_M.now()))
   log_arrival()
   if not loopback_host(ngx.var.http_host) then
     return json_reply(421, { error = "the sandbox answers only to a loopback name (localhost, 127.0.0.1, [::1]), " ..

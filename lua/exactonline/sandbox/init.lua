@@ -351,6 +351,8 @@ function _M.prepare(opts)
     "  init_by_lua_block { require('exactonline.sandbox.app').init(" ..
       string.format("%q", prefix .. "/sandbox.lua") .. ") }",
     "  init_worker_by_lua_block { require('exactonline.sandbox.app').init_worker() }",
+    -- every answer's Date on the sandbox clock, when it is sent (nginx's own error pages too)
+    "  header_filter_by_lua_block { require('exactonline.sandbox.app').date() }",
     "  server {",
     "    " .. listen,
     "    server_name localhost;",

@@ -328,7 +328,18 @@ static int l_sleep(lua_State *L) {
     return 0;
 }
 
+/* core.http_date(s) -> epoch seconds | nil: an HTTP Date header (RFC 7231, and the two obsolete forms)
+ * through curl_getdate; nil for anything else and for dates before 2000 or past EO_MAX_EPOCH (a server
+ * clock that reads 1970 is broken, not ours off by decades). */
+static int l_http_date(lua_State *L) {
+    const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+    time_t t = s && strlen(s) < 128 ? curl_getdate(s, NULL) : -1;
+    if (t == -1 || !eo_within((double)t, 946684800.0, EO_MAX_EPOCH)) return 0;
+    eo_pushnum(L, (double)t);
+    return 1;
+}
+
 void eo_open_http(lua_State *L) {
-    static const luaL_Reg fns[] = {{"now", l_now}, {"sleep", l_sleep}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"now", l_now}, {"sleep", l_sleep}, {"http_date", l_http_date}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -39,6 +39,7 @@ build = {
     ["exactonline.cli.token"] = "lua/exactonline/cli/token.lua",
     ["exactonline.cli.util"] = "lua/exactonline/cli/util.lua",
     ["exactonline.client"] = "lua/exactonline/client.lua",
+    ["exactonline.clock"] = "lua/exactonline/clock.lua",
     ["exactonline.gateway.app"] = "lua/exactonline/gateway/app.lua",
     ["exactonline.gateway.chain"] = "lua/exactonline/gateway/chain.lua",
     ["exactonline.gateway.conf"] = "lua/exactonline/gateway/conf.lua",

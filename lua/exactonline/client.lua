@@ -7,13 +7,14 @@ local memory_store = require "exactonline.store.memory"
 local store_contract = require "exactonline.store.contract"
 local curl_transport = require "exactonline.transport.curl"
 local retry = require "exactonline.retry"
+local exact_clock = require "exactonline.clock"
 
 local type, pairs, pcall, error, tostring, tonumber, setmetatable, require =
   type, pairs, pcall, error, tostring, tonumber, setmetatable, require
 local os_date = os.date
 local io_stderr = io.stderr
 local string_format = string.format
-local math_ceil, math_floor = math.ceil, math.floor
+local math_ceil, math_floor, math_min = math.ceil, math.floor, math.min
 local ngx = rawget(_G, "ngx")
 
 local _M = {}
@@ -31,6 +32,27 @@ local function state_of(client)
   end
   if not st then error("exactonline: this client was not made by exactonline.new", 3) end
   return st
+end
+
+-- Our clock's reading, checked before anything decides on it (a NaN would pass every comparison silently).
+local function local_now(st)
+  return exact_clock.check(st.now())
+end
+
+-- Exact's clock, at the earliest it can read now: what rate-limit resets and token times are compared with
+local function exact_now(st)
+  return st.clock:lower(local_now(st))
+end
+
+-- An answer to a call sent at `sent` (before its first try): its Date tells how far Exact's clock is from ours.
+local function learn(st, resp, sent)
+  if resp then st.clock:learn(type(resp.headers) == "table" and resp.headers.date or nil, sent, local_now(st)) end
+end
+
+-- When a token answer just received was issued, on Exact's clock at the latest (the 570 s rule counts from
+-- there, so a refresh is never sent too early).
+local function issued_now(st)
+  return st.clock:upper(local_now(st))
 end
 
 local function store_error(what, e)
@@ -100,7 +122,7 @@ local function warn(st, client)
   local info = client:token_info()
   local rexp = info.refresh_expires_at
   if not rexp then return end
-  local left = rexp - st.now()
+  local left = rexp - exact_now(st)
   if left >= WARN_DAYS * 86400 then return end
   st.warned = true
   local msg
@@ -126,9 +148,10 @@ local function too_early(allowed_at, now)
     kind = "oauth", code = "too_early",
     message = string_format("a refresh is allowed from %s (in %d s): Exact refuses a refresh sooner than "
       .. "570 s after the last token request", os_date("!%Y-%m-%d %H:%M:%S UTC", math_ceil(allowed_at)),
-      math_ceil(allowed_at - now)),
+      math_ceil(math_min(allowed_at - now, 570))),
     hint = "keep using the current access token; the client refreshes by itself in its last 30 seconds",
-    allowed_at = allowed_at,
+    -- never more than 570 s: Exact issued the token by now, whatever the resolution of its Date
+    allowed_at = allowed_at, retry_after = math_min(allowed_at - now, 570),
   }
 end
 
@@ -147,7 +170,7 @@ local function refresh_under_lock(client, st, why, failed)
   local held = client:tokens() or {}
   -- Exact blocks apps that pile up errors: a refresh token Exact refused is never sent again
   if st.dead and st.dead.refresh_token == held.refresh_token then return nil, st.dead.err end
-  local now = st.now()
+  local now = exact_now(st)
   if why == "explicit" then
     local allowed, at = client:refresh_allowed(now)
     if not allowed then return nil, too_early(at, now) end
@@ -156,9 +179,11 @@ local function refresh_under_lock(client, st, why, failed)
   end
   local req, rerr = client:token_request("refresh")
   if not req then return nil, rerr end
+  local sent = local_now(st)
   local resp, terr = retry.perform(st, req, "refresh")
+  learn(st, resp, sent)
   if not resp then return nil, terr end
-  local tokens, aerr, salvage = client:absorb_token(resp, st.now())
+  local tokens, aerr, salvage = client:absorb_token(resp, issued_now(st))
   if not tokens then
     if salvage then
       local ok, serr = store_save(st, salvage) -- a refresh token in an error answer is kept too
@@ -208,7 +233,7 @@ local function ready(client, st)
     local ok, err = store_save(st, client:tokens())
     if not ok then return nil, err end
   end
-  if client:refresh_due(st.now()) then
+  if client:refresh_due(exact_now(st)) then
     local t, err = locked(st, refresh_under_lock, client, st, "due")
     -- Exact's clock rules: a refused early refresh is not fatal, the 401 path decides
     if not t and not (err.status == 400 and err.code == "access_denied") then return nil, err end
@@ -242,13 +267,15 @@ function methods:request(method, path, opts)
   local expect_json = accept == nil or tostring(accept):find("json", 1, true) ~= nil
   local tries = retry.start(st, method, path)
   while true do
-    local wait, werr = self:rate_wait(st.now(), false)
+    local wait, werr = self:rate_wait(exact_now(st), false) -- the resets are on Exact's clock
     if not wait then return nil, werr end
     if wait > 0 then st.sleep(wait) end
     local req, qerr = self:api_request(method, path, opts)
     if not req then return nil, qerr end
     local used = req.headers.Authorization:sub(8)
+    local sent = local_now(st)
     local resp, aerr = st.transport:request(req)
+    learn(st, resp, sent)
     local status = resp and resp.status
     if raw and resp and not (status == 401 and not refreshed or status == 429 and not waited) then
       self:absorb({ status = status, headers = resp.headers }, false) -- the rate-limit headers only
@@ -271,7 +298,7 @@ function methods:request(method, path, opts)
       end
     elseif aerr and aerr.status == 429 and not waited then
       waited = true
-      local secs, e2 = self:rate_wait(st.now(), true)
+      local secs, e2 = self:rate_wait(exact_now(st), true)
       if not secs then return nil, e2 end
       st.sleep(secs)
     else
@@ -431,9 +458,11 @@ function methods:exchange(input, expected_state)
   if not code then return nil, err end
   local req, rerr = self:token_request("authorization_code", code)
   if not req then return nil, rerr end
+  local sent = local_now(st)
   local resp, terr = retry.perform(st, req, "exchange")
+  learn(st, resp, sent)
   if not resp then return nil, terr end
-  local tokens, aerr, salvage = self:absorb_token(resp, st.now())
+  local tokens, aerr, salvage = self:absorb_token(resp, issued_now(st))
   if not tokens then
     if salvage then store_save(st, salvage) end
     return nil, aerr
@@ -552,8 +581,10 @@ function _M.new(config)
   if not now and type(transport.now) == "function" then now = function() return transport:now() end end
   local sleep = core.sleep
   if type(transport.sleep) == "function" then sleep = function(s) return transport:sleep(s) end end
+  -- a transport may bring a clock that other clients share (the gateway's workers, the shdict store's)
+  local clock = type(transport.clock) == "table" and transport.clock or exact_clock.new()
   local st = { store = store, transport = transport, on_warning = config.on_warning, now = now or core.now,
-    sleep = sleep, retry = retries, config = {} } -- config: a copy, for sibling()
+    sleep = sleep, retry = retries, clock = clock, config = {} } -- config: a copy, for sibling()
   for k, v in pairs(config) do st.config[k] = v end
   states[client] = st
   local stored, err = store_load(st)
@@ -567,7 +598,11 @@ function _M.new(config)
       client:close()
       return nil, aerr
     end
-    warn(st, client)
+    local okw, werr = pcall(warn, st, client) -- a broken config.clock raises here, at the caller's line
+    if not okw then
+      client:close()
+      error(werr, 2)
+    end
   end
   return client
 end

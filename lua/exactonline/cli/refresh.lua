@@ -43,9 +43,9 @@ function _M.run(args)
   if fresh then
     out:write("refreshed: new access token valid until ", token.when(tonumber(fresh.expires_at) or now), "\n")
   elseif err.code == "too_early" and err.allowed_at then
-    -- allowed_at is the library's 570 s rule (rounded up to a whole second); counted from a fractional
-    -- now and rounded down, the wait is at most 570 s, as Exact states it
-    local at, wait = err.allowed_at, floor(err.allowed_at - progress.clock())
+    -- allowed_at is the library's 570 s rule on Exact's clock (rounded up to a whole second); retry_after
+    -- counts to it from Exact's now, and rounded down the wait is at most 570 s, as Exact states it
+    local at, wait = err.allowed_at, floor(err.retry_after or (err.allowed_at - progress.clock()))
     out:write("not refreshed: Exact allows a refresh from ", token.when(at), " (in ",
       format("%d s", wait > 0 and wait or 0), "); the access token is still fresh\n")
   else

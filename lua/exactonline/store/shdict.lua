@@ -9,6 +9,7 @@
 -- store.load() / store.save(tokens) / store.lock([timeout]) / store.unlock(), plain functions (no self).
 local core = require "exactonline.core"
 local contract = require "exactonline.store.contract"
+local exact_clock = require "exactonline.clock"
 local cjson = require("cjson").new()
 
 local ngx = ngx
@@ -207,6 +208,7 @@ function _M.new(...)
   -- reserves one call) and tells after() each answer's headers.
   local rl_reset, rl_left = key .. ":rl_reset", key .. ":rl_left"
   store.shared_rate_limits = {
+    clock = exact_clock.new(dict, key .. ":exact_clock"), -- before() is given now on Exact's clock, by it
     before = function(now)
       local reset = dict:get(rl_reset)
       if not reset or reset <= now then return 0 end -- no known window, or it is over

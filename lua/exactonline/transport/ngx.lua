@@ -177,7 +177,7 @@ end
 function Transport:shared_budget(url)
   local shared = self.shared_rate
   if not shared or str_find(url, "/api/oauth2/", 1, true) then return true end
-  local wait = shared.before(self:now())
+  local wait = shared.before(self.clock:lower(self:now())) -- the resets are on Exact's clock
   if wait <= 0 then return true end
   if self.on_rate_limit == "wait" and wait <= self.max_wait then
     ngx_sleep(wait)
@@ -297,9 +297,11 @@ function _M.new(config, client)
   config = config or {}
   local opts = client and client.options and client:options() or {}
   local store = config.store
+  local shared = type(store) == "table" and type(store.shared_rate_limits) == "table" and store.shared_rate_limits
+    or nil
   return setmetatable({
-    shared_rate = type(store) == "table" and type(store.shared_rate_limits) == "table" and store.shared_rate_limits
-      or nil,
+    shared_rate = shared,
+    clock = shared and shared.clock, -- Exact's clock as every worker learned it (the client teaches it)
     on_rate_limit = opts.on_rate_limit or config.on_rate_limit or "wait",
     max_wait = tonumber(opts.max_wait) or tonumber(config.max_wait) or 120,
     timeout = tonumber(opts.timeout) or tonumber(config.timeout) or 30,

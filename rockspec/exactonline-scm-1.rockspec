@@ -54,6 +54,7 @@ build = {
     ["exactonline.replicate.postgres"] = "lua/exactonline/replicate/postgres.lua",
     ["exactonline.replicate.sql"] = "lua/exactonline/replicate/sql.lua",
     ["exactonline.replicate.sqlite"] = "lua/exactonline/replicate/sqlite.lua",
+    ["exactonline.retry"] = "lua/exactonline/retry.lua",
     ["exactonline.sandbox.api"] = "lua/exactonline/sandbox/api.lua",
     ["exactonline.sandbox.app"] = "lua/exactonline/sandbox/app.lua",
     ["exactonline.sandbox.catalog"] = "lua/exactonline/sandbox/catalog.lua",

@@ -11,6 +11,7 @@
 -- learned from its first answer. A division never heard of sends one call first and the others wait for
 -- what it learns.
 local core = require "exactonline.core"
+local exact_clock = require "exactonline.clock"
 
 local ngx = ngx
 local tonumber, tostring, setmetatable, ipairs, error = tonumber, tostring, setmetatable, ipairs, error
@@ -32,20 +33,11 @@ local function now()
   return ngx_now()
 end
 
--- Exact's clock, as far as its answers' Date headers tell: the resets in X-RateLimit-* are times on that
--- clock, not ours. The largest (Date - our time at receipt) seen is a lower bound of the offset that gets
--- closer with every answer (Date has whole seconds); too low only makes a call wait a little longer. A jump
--- back of more than 2 s (a clock set right) starts over.
-local function exact_now(dict)
-  return now() + (dict:get("clock_offset") or 0)
-end
-
-local function learn_clock(dict, date)
-  local at = date and ngx.parse_http_time(date)
-  if not at then return end
-  local bound = at - now()
-  local known = dict:get("clock_offset")
-  if not known or bound > known or bound < known - 2 then dict:set("clock_offset", bound) end
+-- Exact's clock (exactonline.clock over the shared dict, one for every worker and every client of the
+-- gateway, which teach it from each answer's Date): the resets in X-RateLimit-* are times on that clock,
+-- not ours. Its earliest reading: a window is never thought over before it is.
+local function exact_now(self)
+  return self.clock:lower(now())
 end
 
 local function epoch(v)
@@ -59,7 +51,8 @@ function _M.new(dict_name, opts)
   local dict = ngx.shared[dict_name]
   if not dict then error("exactonline.gateway.pacer: no lua_shared_dict named " .. tostring(dict_name), 2) end
   opts = opts or {}
-  return setmetatable({ dict = dict, max_wait = tonumber(opts.max_wait) or 65 }, Pacer)
+  return setmetatable({ dict = dict, max_wait = tonumber(opts.max_wait) or 65,
+    clock = exact_clock.new(dict, "exact_clock") }, Pacer)
 end
 
 -- the short lock around a division's window changes (no yield inside; it expires if a worker dies)
@@ -95,7 +88,7 @@ function Pacer:before(d)
   local t0 = now()
   local deadline = t0 + self.max_wait
   while true do
-    local t = exact_now(dict) -- window ends are on Exact's clock; waits are the same seconds on ours
+    local t = exact_now(self) -- window ends are on Exact's clock; waits are the same seconds on ours
     local dend = dict:get("dend:" .. d)
     if dend and t < dend then
       local dleft = dict:get("dleft:" .. d)
@@ -123,7 +116,7 @@ function Pacer:before(d)
         local e = dict:get("end:" .. d)
         -- calls still on their way may be counted in the new window (sent before the end, arriving after)
         local full = dict:get("limit:" .. d) - math_max(0, dict:get("inflight:" .. d) or 0)
-        if e and exact_now(dict) >= e + MARGIN then
+        if e and exact_now(self) >= e + MARGIN then
           dict:set("left:" .. d, full)
           dict:set("open:" .. d, e)
           dict:set("prev:" .. d, e)
@@ -170,7 +163,6 @@ end
 function Pacer:after(d, headers)
   local dict = self.dict
   dict:incr("inflight:" .. d, -1, 1)
-  learn_clock(dict, headers.date)
   local remaining = tonumber(headers["x-ratelimit-minutely-remaining"])
   local reset = epoch(headers["x-ratelimit-minutely-reset"])
   local limit = tonumber(headers["x-ratelimit-minutely-limit"])
@@ -223,7 +215,7 @@ end
 --- state(division) --> { minutely_limit, minutely_left, minutely_reset, daily_limit, daily_left, daily_reset }
 function Pacer:state(d)
   local dict = self.dict
-  local t = exact_now(dict)
+  local t = exact_now(self)
   local wend, dend = dict:get("end:" .. d), dict:get("dend:" .. d)
   local left = dict:get("left:" .. d)
   if wend and t >= wend then left = dict:get("limit:" .. d) end -- the window is over: all of it is back
@@ -236,7 +228,7 @@ end
 
 --- how far Exact's clock is ahead of ours (seconds; negative: behind), as its Date headers tell
 function Pacer:clock_offset()
-  return self.dict:get("clock_offset")
+  return self.clock:offset()
 end
 
 --- the divisions any answer has been seen for

@@ -6,9 +6,12 @@
 --   sched:spawn(function() … client:get(…) … end)
 --   sched:run()                                 -- until every coroutine has ended
 -- Outside one of the scheduler's coroutines a bound transport works as the blocking curl transport.
+-- Lua 5.1 (not LuaJIT) cannot yield across pcall or out of a for-in iterator, and a client's call passes
+-- through both: there (multi.concurrent is false) the coroutines run one after another, each request and
+-- sleep blocking, with the same results.
 local core = require "exactonline.core"
 
-local setmetatable, select, next, pairs = setmetatable, select, next, pairs
+local setmetatable, select, next, pairs, pcall = setmetatable, select, next, pairs, pcall
 local unpack = table.unpack or unpack -- luacheck: ignore
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
@@ -16,6 +19,9 @@ local table_remove = table.remove
 local math_max = math.max
 
 local _M = {}
+
+--- true where a coroutine can yield from inside pcall (Lua 5.2+, LuaJIT); false on Lua 5.1
+_M.concurrent = select(2, co_resume(co_create(function() return pcall(co_yield, true) end))) == true
 
 local Scheduler = {}
 Scheduler.__index = Scheduler
@@ -51,7 +57,7 @@ end
 --- Is the running coroutine one of ours?
 function Scheduler:inside()
   local co = co_running()
-  return co ~= nil and self.mine[co] == true
+  return _M.concurrent and co ~= nil and self.mine[co] == true
 end
 
 --- sleep(seconds): yields to the others when called from one of our coroutines; else blocks

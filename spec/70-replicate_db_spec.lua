@@ -29,7 +29,9 @@ end
 
 -- a child process that runs `code` with `R` = the opened replica
 local function child_cmd(target, code)
-  return proc.script(("local R = assert(require('exactonline.replicate.db').open(%q))\n"):format(target) ..
+  -- an error object is printed through tostring: Lua 5.1's assert and lua5.1 print no table
+  return proc.script(("local R, oerr = require('exactonline.replicate.db').open(%q)\n"):format(target) ..
+    "if not R then io.stderr:write(tostring(oerr), '\\n') os.exit(1) end\n" ..
     "local catalog = require 'exactonline.replicate.catalog'\n" .. code)
 end
 

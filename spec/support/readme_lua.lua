@@ -82,8 +82,8 @@ for i, block in ipairs(input.blocks) do
     io.stdout:write(text, "\n")
   end
   local chunk, err
-  if setfenv then
-    chunk, err = load(prelude .. block.code .. epilogue, chunkname)
+  if setfenv then -- Lua 5.1 (its load takes no string) and LuaJIT
+    chunk, err = (loadstring or load)(prelude .. block.code .. epilogue, chunkname)
     if chunk then setfenv(chunk, env) end
   else
     chunk, err = load(prelude .. block.code .. epilogue, chunkname, "t", env)

@@ -19,7 +19,7 @@ local function answering(port, cafile, token)
 end
 
 describe("exactonline sandbox (CLI)", function()
-  local cli = helpers.lua() .. " " .. q(helpers.root .. "/bin/exactonline")
+  local cli = helpers.cli_lua() .. " " .. q(helpers.root .. "/bin/exactonline")
 
   it("prints usage with --help and refuses unknown options", function()
     local ok, out = sh(cli .. " sandbox --help")

@@ -81,7 +81,7 @@ describe("the exactonline program", function()
 
   it("runs from a checkout, called by its full path from another folder", function()
     local line = "exactonline " .. version .. "\n"
-    assert.are.equal(line, version_from(AWAY .. helpers.lua() .. " " .. q(root .. "/bin/exactonline")))
+    assert.are.equal(line, version_from(AWAY .. helpers.cli_lua() .. " " .. q(root .. "/bin/exactonline")))
     assert.are.equal(line, version_from(AWAY .. q(root .. "/bin/exactonline"))) -- through its #! line
     local dir = helpers.tmpdir()
     assert.is_true((sh("ln -s " .. q(root .. "/bin/exactonline") .. " " .. q(dir .. "/exactonline"))))

@@ -67,7 +67,7 @@ describe("every command's --help examples, against a sandbox", function()
     -- `exactonline` as an installed command would be: a wrapper on PATH running this checkout's CLI
     bin = dir .. "/bin"
     helpers.sh("mkdir -p " .. q(bin) .. " " .. q(dir .. "/work"))
-    helpers.write(bin .. "/exactonline", "#!/bin/sh\nexec " .. helpers.lua() .. " "
+    helpers.write(bin .. "/exactonline", "#!/bin/sh\nexec " .. helpers.cli_lua() .. " "
       .. q(helpers.root .. "/bin/exactonline") .. " \"$@\"\n")
     helpers.sh("chmod 755 " .. q(bin .. "/exactonline"))
     env.PATH = bin .. ":" .. os.getenv("PATH")

@@ -17,7 +17,7 @@ describe("exactonline export --resume", function()
     dir, env = cli.authorized_home(sb)
     -- `exactonline` on PATH, to run the printed command exactly as printed
     helpers.sh("mkdir -p " .. q(dir .. "/bin"))
-    helpers.write(dir .. "/bin/exactonline", "#!/bin/sh\nexec " .. helpers.lua() .. " "
+    helpers.write(dir .. "/bin/exactonline", "#!/bin/sh\nexec " .. helpers.cli_lua() .. " "
       .. q(helpers.root .. "/bin/exactonline") .. " \"$@\"\n")
     helpers.sh("chmod 755 " .. q(dir .. "/bin/exactonline"))
     local res = cli.run(env, { "export", "crm/Accounts", "--select", SELECT, "-o", dir .. "/reference.csv" })

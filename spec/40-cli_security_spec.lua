@@ -67,7 +67,7 @@ describe("exactonline's config file", function()
   end)
 
   it("is loaded as text only: bytecode is refused (LuaJIT's loadfile would take it)", function()
-    local dump = helpers.capture(helpers.lua() .. " -e "
+    local dump = helpers.capture(helpers.cli_lua() .. " -e "
       .. q(("io.write(string.dump(function() return { client_id = %q } end))")
       :format(sb.client_id)))
     helpers.write(path, dump)

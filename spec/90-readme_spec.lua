@@ -580,8 +580,8 @@ describe("README.md's code blocks, run as written against a sandbox", function()
     -- a checkout to work in: the real one's files, seen through symlinks, so what blocks write stays here
     ctx.checkout = ctx.root .. "/checkout"
     sh("for f in " .. q(helpers.root) .. "/*; do ln -s \"$f\" " .. q(ctx.checkout) .. "/; done")
-    -- `exactonline`, installed: the checkout's CLI under the VM running this spec
-    write(ctx.root .. "/bin/exactonline", "#!/bin/sh\nexec " .. helpers.lua() .. " " ..
+    -- `exactonline`, installed: the checkout's CLI under the VM running this spec (lua5.4 for 5.3/5.1)
+    write(ctx.root .. "/bin/exactonline", "#!/bin/sh\nexec " .. helpers.cli_lua() .. " " ..
       q(helpers.root .. "/bin/exactonline") .. " \"$@\"\n")
     sh("chmod 755 " .. q(ctx.root .. "/bin/exactonline"))
 

@@ -131,9 +131,18 @@ local function my_pid()
 end
 helpers.pid = my_pid
 
---- the interpreter running these specs ("lua5.4" or "luajit"), for spawning child processes alike
+--- the interpreter running these specs ("lua5.4", "luajit", "lua5.3" or "lua5.1"), for spawning child
+-- processes alike
 function helpers.lua(vm)
-  return vm or os.getenv("EXACTONLINE_VM") or (rawget(_G, "jit") and "luajit" or "lua5.4")
+  return vm or os.getenv("EXACTONLINE_VM") or (rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+"))
+end
+
+--- the interpreter for bin/exactonline: the VM under test where the CLI runs on it (lua5.4, LuaJIT), else
+-- lua5.4, the CLI's own #!. The library is claimed for Lua 5.1+, the CLI for lua5.4 and LuaJIT only.
+function helpers.cli_lua()
+  local vm = helpers.lua()
+  if vm == "lua5.4" or vm == "luajit" then return vm end
+  return "lua5.4"
 end
 
 --- a LUA_PATH/LUA_CPATH prefix for a child process using this checkout

@@ -1,5 +1,5 @@
---- Run bin/exactonline as a child process (same VM as the spec: EXACTONLINE_VM), with an environment,
--- capturing stdout, stderr and the exit code; or interactively under a real pty (script(1)) with the
+--- Run bin/exactonline as a child process (the spec's VM where the CLI runs on it: helpers.cli_lua()), with an
+-- environment, capturing stdout, stderr and the exit code; or interactively under a real pty (script(1)) with the
 -- spec answering the printed authorization URL.
 local helpers = require "helpers"
 local io, pairs, ipairs, tonumber, error, assert = io, pairs, ipairs, tonumber, error, assert
@@ -35,7 +35,7 @@ end
 function _M.command(env, args)
   local words = {}
   for i, a in ipairs(args) do words[i] = q(a) end
-  return env_prefix(env) .. " " .. helpers.lua() .. " bin/exactonline " .. concat(words, " ")
+  return env_prefix(env) .. " " .. helpers.cli_lua() .. " bin/exactonline " .. concat(words, " ")
 end
 
 --- run(env, {args…}, { stdin = "text" }) --> { code, stdout, stderr }

@@ -7,6 +7,9 @@ description = {
   summary = "Exact Online API client: OAuth 2.0 with safe refresh-token rotation, REST, CLI and sandbox",
   license = "MIT",
 }
+-- The library: make test runs every spec under Debian's lua5.4, luajit, lua5.3 and lua5.1 (on 5.1, which
+-- cannot yield inside pcall, exactonline.replicate copies divisions one after another). The command-line
+-- tool installed below is tested on lua5.4 and LuaJIT only.
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",

@@ -154,11 +154,13 @@ function helpers.lua_env(vm)
     " LUA_CPATH_5_4=" .. quote(r .. "/build/" .. vm .. "/?.so;;")
 end
 
---- an `env …` prefix for a child process that sees only an installed tree (PREFIX = tree), not the checkout
-function helpers.installed_env(tree)
+--- an `env …` prefix for a child process that sees only an installed tree (PREFIX = tree), not the checkout;
+-- version: the tree's Lua version ("5.4" unless told)
+function helpers.installed_env(tree, version)
+  version = version or "5.4"
   return "env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH=" ..
-    quote(tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua;;") ..
-    " LUA_CPATH=" .. quote(tree .. "/lib/lua/5.4/?.so;;")
+    quote(tree .. "/share/lua/" .. version .. "/?.lua;" .. tree .. "/share/lua/" .. version .. "/?/init.lua;;") ..
+    " LUA_CPATH=" .. quote(tree .. "/lib/lua/" .. version .. "/?.so;;")
 end
 
 --- `make install` of this checkout into a fresh DESTDIR with PREFIX=/usr: the tree (…/usr) | nil, output

@@ -10,10 +10,9 @@ local _M = {
   core = core,
 }
 
---- Create a client. See README "API".
-function _M.new(config)
-  return require("exactonline.client").new(config)
-end
+--- Create a client. See README "API". The client module's own function, not a wrapper's tail call: Lua 5.1
+-- counts a tail call as a level of its own, and new's errors would lose the caller's line there.
+_M.new = require("exactonline.client").new
 
 --- The token stores, one module each in exactonline/store/, each made with new(opts).
 --- The atomic, locked JSON file store.

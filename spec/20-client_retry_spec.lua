@@ -20,6 +20,52 @@ local KINDS = {
   slow = { seconds = 4, timeout = 2 },   -- answered after the client gave up: a timeout too
 }
 
+describe("retry policy", function()
+  local retry = require "exactonline.retry"
+  local core = require "exactonline.core"
+
+  it("classifies what a try got: unsent, again (a GET only), or final", function()
+    local function net(code, message) return core.error { kind = "network", code = code, message = message } end
+    local CASES = {
+      { net("CURLE_COULDNT_CONNECT"), nil, "unsent", "a refused or unreachable connection" },
+      { net("connect"), nil, "unsent", "a refused or unreachable connection" },  -- the ngx transport
+      { net("CURLE_OPERATION_TIMEDOUT", "Timeout was reached: Connection timed out after 30001 milliseconds"), nil,
+        "unsent", "no connection in time (timeout)" },
+      { net("CURLE_OPERATION_TIMEDOUT", "Timeout was reached: Operation timed out after 30001 milliseconds with "
+        .. "0 bytes received"), nil, "again", "no answer in time (timeout)" },
+      { net("timeout"), nil, "again", "no answer in time (timeout)" },
+      { net("CURLE_PARTIAL_FILE"), nil, "again", "a truncated answer" },
+      { net("receive"), nil, "again", "a dropped connection" },
+      { net("CURLE_FILESIZE_EXCEEDED", "too big"), nil, nil, "too big" },
+      { core.error { kind = "tls", code = "CURLE_PEER_FAILED_VERIFICATION", message = "bad cert" }, nil, nil,
+        "bad cert" },
+      { core.error { kind = "http", status = 502, message = "an HTML page: Bad Gateway" }, { status = 502 }, "again",
+        "HTTP 502 (an HTML page)" },
+      { core.error { kind = "api", status = 404, message = "Not found" }, { status = 404 }, nil, "HTTP 404" },
+      { core.error { kind = "decode", status = 200, message = "bad JSON" }, { status = 200 }, "again",
+        "an answer that could not be read (HTTP 200)" },
+      { core.error { kind = "oauth", status = 400, code = "access_denied", message = "not expired" }, nil, "unsent",
+        "HTTP 401, and a refresh refused as too early (the access token is live)" },
+      { nil, { status = 503, headers = { ["content-type"] = "text/html" } }, "again", "HTTP 503 (an HTML page)" },
+      { nil, { status = "503" }, nil, "?" },  -- a raw status that is not a number is nobody's 5xx
+    }
+    for i, case in ipairs(CASES) do
+      local class, got = retry.classify(case[1], case[2])
+      assert.same({ case[3], case[4] }, { class, got }, "case " .. i)
+    end
+  end)
+
+  it("reads Retry-After as seconds, or as an HTTP date against the answer's Date", function()
+    local now = function() return 1700000000 end
+    assert.equal(120, retry.retry_after({ ["retry-after"] = "120" }, now))
+    assert.is_nil(retry.retry_after({ ["retry-after"] = "soon" }, now))
+    assert.is_nil(retry.retry_after({}, now))
+    if not core.http_date then return pending("core.http_date (the Date-header clock) is not in this build") end
+    assert.equal(90, retry.retry_after({ ["retry-after"] = "Tue, 14 Nov 2023 22:15:00 GMT",
+      date = "Tue, 14 Nov 2023 22:13:30 GMT" }, now))
+  end)
+end)
+
 describe("retries", function()
   local sb = helpers.use_sandbox { accounts = ACCOUNTS, reset = { data = true },
     limits = { minutely = 100000, daily = 100000 } }

@@ -6,7 +6,7 @@ local cjson = require "cjson"
 
 describe("inside nginx (2 workers)", function()
   local sb = helpers.use_sandbox{ accounts = 12, reset = false }
-  local app = ngx_harness.use{ sandbox = sb, workers = 2 }
+  local app = ngx_harness.use{ sandbox = sb, workers = 2, settings = { retry_delay = 0.01 } }
 
   local function call(path)
     local status, _, body = app:get(path)
@@ -51,11 +51,16 @@ describe("inside nginx (2 workers)", function()
     assert.equal("content", data.phase)
   end)
 
-  it("reports a sandbox failure as the client's error object", function()
+  it("tries a GET again after a 503 (the wait is ngx.sleep); a failure past the retries is the error object", function()
     sb:fault("html503", 1)
     local status, data = call("/accounts")
+    assert.equal(200, status, tostring(data and data.error))
+    assert.equal(5, data.count)
+    sb:fault("html503", 4)
+    status, data = call("/accounts")
     assert.equal(502, status)
     assert.equal(503, data.status)
+    assert.matches("was tried 4 times", data.error)
     status = call("/accounts")
     assert.equal(200, status)
   end)

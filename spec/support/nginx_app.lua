@@ -36,7 +36,7 @@ local function get_client()
     client_id = settings.client_id, client_secret = settings.client_secret,
     redirect_uri = settings.redirect_uri, base_url = settings.base_url, division = settings.division,
     store = exactonline.shdict_store("exactonline", backing),
-    timeout = 10, on_rate_limit = settings.on_rate_limit,
+    timeout = 10, on_rate_limit = settings.on_rate_limit, retry_delay = settings.retry_delay,
   }
   if not c then return nil, err end
   client = c

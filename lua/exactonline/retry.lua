@@ -12,7 +12,7 @@ local core = require "exactonline.core"
 
 local type, tostring, tonumber, pcall, error, setmetatable, pairs, ipairs =
   type, tostring, tonumber, pcall, error, setmetatable, pairs, ipairs
-local math_min, math_max, math_floor = math.min, math.max, math.floor
+local math_min, math_max, math_floor, math_ceil = math.min, math.max, math.floor, math.ceil
 local str_byte, str_find, str_format, str_match, str_gsub = string.byte, string.find, string.format,
   string.match, string.gsub
 local concat = table.concat
@@ -193,7 +193,7 @@ function Tries:again(err, resp, req)
   if asked then wait = math_max(wait, asked) end
   if asked and asked > left then
     self.stopped = str_format("Exact asked to wait %d s (Retry-After), more than max_wait leaves (%d s)",
-      asked, math_floor(left))
+      math_ceil(asked), math_floor(left))
     return false, self:fail(err)
   end
   if left <= 0 then

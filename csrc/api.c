@@ -100,11 +100,10 @@ static int client_rate_limits(lua_State *L) {
     return 1;
 }
 
-/* rate_wait(now, after_429) -> seconds to wait (0: go) | nil, rate_limit error */
-static int client_rate_wait(lua_State *L) {
-    eo_client *c = eo_checkclient(L, 1);
-    double now = eo_checktime(L, 2), wait = 0;
-    int after_429 = lua_toboolean(L, 3);
+/* The rate-limit decision before a call (after_429 = 0) or after a 429: pushes the seconds to wait
+ * (0: go) and returns 1, or pushes nil, a rate_limit error and returns 2. */
+static int rate_decide(lua_State *L, eo_client *c, double now, int after_429) {
+    double wait = 0;
     const char *msg;
     if (c->rl_day_remaining == 0 && (c->rl_day_reset > now || (after_429 && c->rl_last_day))) {
         eo_push_error(L, "rate_limit", after_429 ? 429 : 0, "daily_limit",
@@ -144,6 +143,12 @@ static int client_rate_wait(lua_State *L) {
     }
     lua_pushnumber(L, wait);
     return 1;
+}
+
+/* rate_wait(now, after_429) -> seconds to wait (0: go) | nil, rate_limit error */
+static int client_rate_wait(lua_State *L) {
+    eo_client *c = eo_checkclient(L, 1);
+    return rate_decide(L, c, eo_checktime(L, 2), lua_toboolean(L, 3));
 }
 
 /* ---- requests ---- */
@@ -260,19 +265,32 @@ static int rebase(lua_State *L, eo_client *c, int url) {
     return ok;
 }
 
-/* api_request(method, path, {query=, body=, headers=}) -> {method, url, headers, body, timeout} | nil, err */
-static int client_api_request(lua_State *L) {
+/* Why prepare cannot build the request yet: the Lua client acts on it, then asks again. */
+static int not_yet(lua_State *L, const char *why) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, why);
+    return 2;
+}
+
+/* prepare(method, path, {query=, body=, headers=}, now, skip_due) -> one request attempt, decided here:
+ *   req, wait            {method, url, headers, body, timeout}; sleep wait seconds (0: none), then send it
+ *   false, "tokens"      no access token held: load the store (or refresh a lone refresh token)
+ *   false, "refresh"     the access token is in its last 30 s (unless skip_due): refresh first
+ *   false, "division"    a relative path and no division known: ask /current/Me first
+ *   nil, err             refused: a bad path or header, a foreign origin, a spent rate limit */
+static int client_prepare(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     size_t path_len;
     const char *method = luaL_checkstring(L, 2), *path = luaL_checklstring(L, 3, &path_len), *m, *why = NULL;
-    int opts, q, hdrs, body, has_query, url, out;
+    double now = eo_checktime(L, 5);
+    int skip_due = lua_toboolean(L, 6), opts, q, hdrs, body, wait, has_query, url, out;
     char division[32];
     for (m = method; *m; m++)
         if (*m < 'A' || *m > 'Z') luaL_argerror(L, 2, "an HTTP method in capitals (GET, POST, PUT, DELETE)");
     if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
     else {
-        lua_settop(L, 3);
         lua_newtable(L);
+        lua_replace(L, 4);
     }
     opts = 4;
     lua_settop(L, 4);
@@ -284,6 +302,11 @@ static int client_api_request(lua_State *L) {
     if (!lua_isnil(L, hdrs) && !lua_istable(L, hdrs)) luaL_argerror(L, 4, "opts.headers must be a table");
     lua_getfield(L, opts, "body");
     body = lua_gettop(L);
+    if (!c->access_token) return not_yet(L, "tokens");
+    if (!skip_due && eo_refresh_due(c, now)) return not_yet(L, "refresh");
+    if (!c->division && path[0] != '/' && !is_absolute(path)) return not_yet(L, "division");
+    if (rate_decide(L, c, now, 0) == 2) return 2;
+    wait = lua_gettop(L); /* returned with the request */
     if (lua_istable(L, body)) {
         if (!eo_json_encode(L, body))
             return eo_fail(L, "api", 0, "encode", lua_tostring(L, -1), NULL,
@@ -295,18 +318,12 @@ static int client_api_request(lua_State *L) {
     if (strlen(path) != path_len)
         return eo_fail(L, "config", 0, "bad_url", "the path contains a NUL byte", NULL,
                        "check the path given to the request");
-    if (!c->access_token)
-        return eo_fail(L, "oauth", 0, "not_authorized", "there is no access token yet", NULL,
-                       "authorize first: run `exactonline auth`, or client:exchange(code)");
 
     if (is_absolute(path)) {
         lua_pushstring(L, path);
     } else if (path[0] == '/') {
         lua_pushfstring(L, "%s%s", c->base_url, path);
     } else {
-        if (!c->division)
-            return eo_fail(L, "config", 0, "no_division", "the division is not known yet", NULL,
-                           "give config.division or call client:division() first");
         snprintf(division, sizeof division, "%lld", (long long)c->division);
         lua_pushfstring(L, "%s/api/v1/%s/%s", c->base_url, division, path);
     }
@@ -369,7 +386,8 @@ static int client_api_request(lua_State *L) {
     lua_pushfstring(L, "Bearer %s", c->access_token);
     lua_setfield(L, -2, "Authorization");
     lua_setfield(L, out, "headers");
-    return 1;
+    lua_pushvalue(L, wait);
+    return 2;
 }
 
 /* The words of an error answer: error.message.value, error.message, error_description, or the
@@ -429,7 +447,9 @@ static const char *status_hint(long status) {
     }
 }
 
-/* absorb(resp) -> {status, headers, body, data} | nil, err */
+/* absorb(resp, expect) -> {status, headers, body, data} | nil, err
+ * expect: nil or true (JSON), false (the XML API: any body), "raw" (only the rate-limit headers are
+ * taken; the answer is left to the caller, whatever its status, and nothing is returned) */
 static int client_absorb(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
     long status;
@@ -437,6 +457,11 @@ static int client_absorb(lua_State *L) {
     size_t len = 0, blank = 0;
     const char *s, *ctype = NULL, *reason = NULL;
     luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_type(L, 3) == LUA_TSTRING && strcmp(lua_tostring(L, 3), "raw") == 0) {
+        lua_getfield(L, 2, "headers");
+        eo_absorb_rate_limits(L, c, -1);
+        return 0;
+    }
     expect_json = lua_isnoneornil(L, 3) || lua_toboolean(L, 3); /* false only for the XML API */
     lua_settop(L, 2);
     lua_getfield(L, 2, "status");
@@ -516,7 +541,7 @@ static int client_absorb(lua_State *L) {
 }
 
 const luaL_Reg eo_api_methods[] = {
-    {"api_request", client_api_request},
+    {"prepare", client_prepare},
     {"absorb", client_absorb},
     {"rate_limits", client_rate_limits},
     {"rate_wait", client_rate_wait},

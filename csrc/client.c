@@ -1,6 +1,7 @@
 /* The exactonline.Client userdata: configuration, secrets, tokens and rate-limit state.
  * Made the liolib.c way: a zeroed, closed userdata first, then filled, so __gc copes
- * with a half-built object. It decides and parses; the Lua client drives the I/O. */
+ * with a half-built object. It decides and parses; the Lua client drives the I/O. Users never hold
+ * it: the object they hold (exactonline.client) keeps it private and calls its methods. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,11 @@ void eo_setsecret(lua_State *L, char **slot, const char *s) {
     char *copy = s ? eo_strdup(L, s) : NULL; /* may raise: before the old value is touched */
     free_secret(slot);
     *slot = copy;
+}
+
+void eo_set_access_token(lua_State *L, eo_client *c, const char *s) {
+    eo_setsecret(L, &c->access_token, s);
+    c->early_refused = 0;
 }
 
 eo_client *eo_checkclient(lua_State *L, int idx) {
@@ -260,7 +266,7 @@ static int client_set_tokens(lua_State *L) {
     const char *at, *rt;
     double exp, obt, robt;
     if (lua_isnoneornil(L, 2)) {
-        eo_setsecret(L, &c->access_token, NULL);
+        eo_set_access_token(L, c, NULL);
         eo_setsecret(L, &c->refresh_token, NULL);
         c->expires_at = c->obtained_at = c->refresh_obtained_at = 0;
         return 0;
@@ -275,7 +281,7 @@ static int client_set_tokens(lua_State *L) {
     if (!at && !rt) luaL_argerror(L, 2, "tokens need an access_token or a refresh_token");
     if (!obt && exp) obt = exp - EO_ACCESS_LIFETIME;
     if (!exp && obt) exp = obt + EO_ACCESS_LIFETIME;
-    eo_setsecret(L, &c->access_token, at);
+    eo_set_access_token(L, c, at);
     eo_setsecret(L, &c->refresh_token, rt);
     c->expires_at = exp;
     c->obtained_at = obt;
@@ -312,12 +318,15 @@ static int client_refresh_allowed(lua_State *L) {
     return 2;
 }
 
+int eo_refresh_due(const eo_client *c, double now) {
+    return c->refresh_token && !c->early_refused && c->expires_at > 0 &&
+           now >= c->expires_at - EO_REFRESH_WINDOW && now >= c->obtained_at + EO_REFRESH_MIN_AGE;
+}
+
 /* refresh_due(now): only in the last 30 s of the access token's life, never earlier. */
 static int client_refresh_due(lua_State *L) {
     eo_client *c = eo_checkclient(L, 1);
-    double now = eo_checktime(L, 2);
-    lua_pushboolean(L, c->refresh_token && c->expires_at > 0 && now >= c->expires_at - EO_REFRESH_WINDOW &&
-                           now >= c->obtained_at + EO_REFRESH_MIN_AGE);
+    lua_pushboolean(L, eo_refresh_due(c, eo_checktime(L, 2)));
     return 1;
 }
 
@@ -385,14 +394,13 @@ void eo_open_client(lua_State *L) {
     static const luaL_Reg fns[] = {{"client_new", l_client_new}, {NULL, NULL}};
     luaL_newmetatable(L, EO_CLIENT_MT);
     luaL_setfuncs(L, metamethods, 0);
-    lua_newtable(L); /* the method table: C methods here, Lua methods added by exactonline.client */
+    /* the private interface of exactonline.client (lua/exactonline/client.lua), which users never hold */
+    lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
     luaL_setfuncs(L, eo_oauth_methods, 0);
     luaL_setfuncs(L, eo_api_methods, 0);
     luaL_setfuncs(L, eo_http_methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-    lua_setfield(L, -3, "Client_methods"); /* core.Client_methods */
+    lua_setfield(L, -2, "__index");
     lua_pushliteral(L, EO_CLIENT_MT);
     lua_setfield(L, -2, "__name");
     lua_pushliteral(L, "exactonline.Client is locked");

@@ -35,6 +35,7 @@ typedef struct eo_client {
     char *access_token, *refresh_token;
     double expires_at, obtained_at, refresh_obtained_at;
     int last_grant_refresh; /* the last token_request was a refresh */
+    int early_refused;      /* Exact refused a refresh of this access token as too early: no more "due" */
     /* rate limits, -1 when unknown; resets in epoch seconds */
     double rl_min_limit, rl_min_remaining, rl_min_reset;
     double rl_day_limit, rl_day_remaining, rl_day_reset;
@@ -59,6 +60,11 @@ EO_HIDDEN void eo_pushnum(lua_State *L, double v);
 EO_HIDDEN eo_client *eo_checkclient(lua_State *L, int idx);
 /* Replace *slot with a copy of s (or NULL), wiping the old value. */
 EO_HIDDEN void eo_setsecret(lua_State *L, char **slot, const char *s);
+/* Is a proactive refresh due at now? Only in the access token's last 30 s, never sooner than 570 s
+ * after it was issued, and not again once Exact refused one as too early (the 401 path decides). */
+EO_HIDDEN int eo_refresh_due(const eo_client *c, double now);
+/* Replace the access token (or NULL): a new one may be refreshed proactively again. */
+EO_HIDDEN void eo_set_access_token(lua_State *L, eo_client *c, const char *s);
 /* Push the tokens held (a copy for the store; both may be absent). */
 EO_HIDDEN void eo_push_tokens(lua_State *L, eo_client *c);
 /* Parse url with curl_url; push "scheme://host:port" (lower case) or return 0 with a message. */

@@ -284,7 +284,7 @@ static int client_absorb_token(lua_State *L) {
         expires_in = lua_tonumber(L, -1);
 
     if (status == 200 && at && *at && !code) {
-        eo_setsecret(L, &c->access_token, at);
+        eo_set_access_token(L, c, at);
         if (rt && *rt) {
             eo_setsecret(L, &c->refresh_token, rt);
             c->refresh_obtained_at = now;
@@ -298,6 +298,9 @@ static int client_absorb_token(lua_State *L) {
         eo_setsecret(L, &c->refresh_token, rt);
         c->refresh_obtained_at = now;
     }
+    /* Exact's clock says "not yet": no proactive refresh of this access token again, the 401 decides */
+    if (c->last_grant_refresh && status >= 400 && status < 500 && code && strcmp(code, "access_denied") == 0)
+        c->early_refused = 1;
     if (!code && status == 200) code = "no_access_token";
     if (!msg && status == 200) msg = "the token answer carries no access_token";
     eo_push_error(L, status >= 500 ? "http" : "oauth", status, code, msg, reason, hint_for(c, code, msg, reason));

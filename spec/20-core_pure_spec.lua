@@ -88,10 +88,22 @@ describe("core: the client's life", function()
     assert.has_error(function() c:division() end, "attempt to use a closed exactonline client")
   end)
 
-  it("raises on a client made without exactonline.new, and on bad arguments", function()
-    assert.has_error(function() client():get("crm/Accounts") end,
-      "exactonline: this client was not made by exactonline.new")
+  it("exposes exactly the documented methods; the C half is private and raises on bad arguments", function()
     local c = exactonline.new(config())
+    local documented = { "authorization_url", "exchange", "refresh", "request", "get", "post", "put", "delete",
+      "pages", "each", "division", "divisions", "token_info", "rate_limits", "xml_download", "xml_upload", "close" }
+    local seen = {}
+    for name in pairs(getmetatable(c).__index) do seen[#seen + 1] = name end
+    table.sort(seen)
+    table.sort(documented)
+    assert.same(documented, seen)
+    for _, internal in ipairs { "perform", "absorb", "absorb_token", "prepare", "token_request", "code_from",
+                                "holds", "rate_wait", "refresh_due", "refresh_allowed", "set_tokens", "tokens" } do
+      assert.is_nil(c[internal], internal)
+    end
+    assert.is_nil(client().get) -- the userdata has no request methods of its own
+    assert.has_error(function() c.request({}, "GET", "crm/Accounts") end,
+      "exactonline: this client was not made by exactonline.new")
     assert.has_error(function() c:request(1, "x") end)
     assert.has_error(function() c:exchange(nil) end)
     assert.has_error(function() c:xml_download(5) end)
@@ -204,28 +216,30 @@ end)
 describe("core: API requests", function()
   local c = client{ division = 3167822 }
   c:set_tokens{ access_token = "AT1", refresh_token = "RT1", obtained_at = 1 }
+  -- one attempt as the Lua client makes it: prepare (the request and the wait), at a time the token is fresh
+  local function api_request(method, path, opts) return c:prepare(method, path, opts, 2) end
 
   it("resolves paths against the division, the base URL, or the base URL's own origin only", function()
     assert.equal("https://start.example.test/api/v1/3167822/crm/Accounts",
-      c:api_request("GET", "crm/Accounts").url)
-    assert.equal("https://start.example.test/api/v1/current/Me", c:api_request("GET", "/api/v1/current/Me").url)
+      api_request("GET", "crm/Accounts").url)
+    assert.equal("https://start.example.test/api/v1/current/Me", api_request("GET", "/api/v1/current/Me").url)
     assert.equal("https://start.example.test/x?a=1&b=2",
-      c:api_request("GET", "https://start.example.test:443/x?a=1", { query = { b = 2 } }).url)
+      api_request("GET", "https://start.example.test:443/x?a=1", { query = { b = 2 } }).url)
     -- found by the request_url fuzzer: the origin spelled another way goes out as the base URL spells it
-    assert.equal("https://start.example.test/x", c:api_request("GET", "HTTPS://START.EXAMPLE.TEST:/x").url)
-    local req, err = c:api_request("GET", "HTTPS://START.EXAMPLE.TEST:\0\0003/x\0%00")
+    assert.equal("https://start.example.test/x", api_request("GET", "HTTPS://START.EXAMPLE.TEST:/x").url)
+    local req, err = api_request("GET", "HTTPS://START.EXAMPLE.TEST:\0\0003/x\0%00")
     assert.is_nil(req)
     assert.equal("bad_url", err.code)
     for _, url in ipairs{ "https://evil.example/api", "https://start.example.test.evil.example/x",
                           "https://start.example.test:8443/x", "http://start.example.test/x" } do
-      local foreign, ferr = c:api_request("GET", url)
+      local foreign, ferr = api_request("GET", url)
       assert.is_nil(foreign)
       assert.equal("foreign_origin", ferr.code)
     end
   end)
 
   it("percent-encodes query names and values once, sends Bearer, JSON bodies, refuses CR/LF", function()
-    local req = c:api_request("POST", "crm/Accounts", { query = { ["$select"] = "ID,Name",
+    local req = api_request("POST", "crm/Accounts", { query = { ["$select"] = "ID,Name",
       ["$filter"] = "Name eq 'O''Brien & Co'" }, body = { Name = "x" },
       headers = { Prefer = "return=representation" } })
     assert.equal("https://start.example.test/api/v1/3167822/crm/Accounts?%24filter=Name%20eq%20%27O%27%27Brien%20" ..
@@ -235,10 +249,30 @@ describe("core: API requests", function()
     assert.equal("application/json", req.headers["Content-Type"])
     assert.equal("return=representation", req.headers.Prefer)
     assert.equal('{"Name":"x"}', req.body)
-    local none, err = c:api_request("GET", "crm/Accounts", { headers = { X = "a\r\nInjected: 1" } })
+    local none, err = api_request("GET", "crm/Accounts", { headers = { X = "a\r\nInjected: 1" } })
     assert.is_nil(none)
     assert.equal("bad_header", err.code)
-    assert.has_error(function() c:api_request("GET", "crm/Accounts", { headers = { Authorization = "x" } }) end)
+    assert.has_error(function() api_request("GET", "crm/Accounts", { headers = { Authorization = "x" } }) end)
+  end)
+
+  it("says what it needs first: tokens, a due refresh, the division; and the wait with the request", function()
+    local d = client()
+    assert.same({ false, "tokens" }, { d:prepare("GET", "crm/Accounts", nil, 2) })
+    d:set_tokens{ access_token = "A", refresh_token = "R", obtained_at = 1000 }
+    assert.same({ false, "refresh" }, { d:prepare("GET", "/api/v1/current/Me", nil, 1580) })
+    assert.same({ false, "division" }, { d:prepare("GET", "crm/Accounts", nil, 1580, true) })
+    local req, wait = d:prepare("GET", "/api/v1/current/Me", nil, 1580, true)
+    assert.equal("Bearer A", req.headers.Authorization)
+    assert.equal(0, wait)
+    d:absorb{ status = 200, body = "", headers = { ["x-ratelimit-minutely-remaining"] = "0",
+      ["x-ratelimit-minutely-reset"] = "1600" } }
+    req, wait = d:prepare("GET", "/api/v1/current/Me", nil, 1590, true)
+    assert.equal("Bearer A", req.headers.Authorization)
+    assert.near(10.1, wait, 0.001)
+    -- Exact refused a refresh as too early: not due again for this access token
+    d:token_request("refresh")
+    d:absorb_token({ status = 400, headers = {}, body = '{"error":"access_denied"}' }, 1590)
+    assert.is_table((d:prepare("GET", "/api/v1/current/Me", nil, 1590)))
   end)
 
   it("reads OData answers, error envelopes, HTML pages and broken JSON", function()

@@ -1,7 +1,10 @@
---- exactonline.client: the Lua half of exactonline.Client.
--- The object a user holds IS the C userdata (core.client_new); the C side decides and parses,
--- this side drives: stores, the transport, single-flight refresh, the 401 retry, rate-limit
--- waits and the pagination iterators. Nothing here is called from C, so it may yield (OpenResty).
+--- exactonline.client: the object a user holds.
+-- A Lua object whose metatable has exactly the documented methods (README "API"). Its C half, the
+-- exactonline.Client userdata (csrc/client.c), is private to it (self._handle): it holds the secrets
+-- and decides and parses (URLs and their origin, headers, token and API answers, rate-limit waits).
+-- This side drives: stores, the transport, single-flight refresh, the 401 retry, rate-limit sleeps
+-- and the pagination iterators. Nothing here is called from C, so it may yield (OpenResty).
+-- One request attempt: handle:prepare (C: the request and the wait) -> transport:request -> handle:absorb.
 local core = require "exactonline.core"
 local memory_store = require "exactonline.store.memory"
 local store_contract = require "exactonline.store.contract"
@@ -19,40 +22,41 @@ local ngx = rawget(_G, "ngx")
 
 local _M = {}
 
-local methods = core.Client_methods
-local states = setmetatable({}, { __mode = "k" }) -- client -> { store, transport, now, sleep, … }
+local methods = {} -- the documented methods, and nothing else
+local Client = { __index = methods, __name = "exactonline.Client" }
 local warned_default = false -- the default warning prints once per process
 
 local WARN_DAYS = 7
 
-local function state_of(client)
-  local st = states[client]
-  if not pcall(client.base_url, client) then
-    error("attempt to use a closed exactonline client", 3) -- at the caller's line, not ours
-  end
-  if not st then error("exactonline: this client was not made by exactonline.new", 3) end
-  return st
+-- The C handle of a client that is open; raises at the caller's line otherwise.
+local function live(self)
+  local h = type(self) == "table" and self._handle
+  if not h then error("exactonline: this client was not made by exactonline.new", 3) end
+  if self._closed then error("attempt to use a closed exactonline client", 3) end
+  return h
 end
 
 -- Our clock's reading, checked before anything decides on it (a NaN would pass every comparison silently).
-local function local_now(st)
-  return exact_clock.check(st.now())
+local function local_now(self)
+  return exact_clock.check(self._now())
 end
 
 -- Exact's clock, at the earliest it can read now: what rate-limit resets and token times are compared with
-local function exact_now(st)
-  return st.clock:lower(local_now(st))
+local function exact_now(self)
+  return self._clock:lower(local_now(self))
 end
 
 -- An answer to a call sent at `sent` (before its first try): its Date tells how far Exact's clock is from ours.
-local function learn(st, resp, sent)
-  if resp then st.clock:learn(type(resp.headers) == "table" and resp.headers.date or nil, sent, local_now(st)) end
+local function learn(self, resp, sent)
+  if resp then
+    self._clock:learn(type(resp.headers) == "table" and resp.headers.date or nil, sent, local_now(self))
+  end
 end
 
 -- When a token answer just received was issued, on Exact's clock at the latest (the 570 s rule counts from
 -- there, so a refresh is never sent too early).
-local function issued_now(st)
-  return st.clock:upper(local_now(st))
+local function issued_now(self)
+  return self._clock:upper(local_now(self))
 end
 
 local function store_error(what, e)
@@ -66,25 +70,25 @@ end
 
 -- ---- store callbacks, each under pcall ----
 
-local function store_load(st) --> tokens | false | nil, err
-  local ok, t, err = pcall(st.store.load)
+local function store_load(self) --> tokens | false | nil, err
+  local ok, t, err = pcall(self._store.load)
   if not ok then return nil, store_error("load", t) end
   if t == nil and err ~= nil then return nil, store_error("load", err) end
   if t ~= nil and type(t) ~= "table" then return nil, store_error("load", "it returned a " .. type(t)) end
   return t or false
 end
 
-local function store_save(st, tokens) --> true | nil, err
-  local ok, r, err = pcall(st.store.save, tokens)
+local function store_save(self, tokens) --> true | nil, err
+  local ok, r, err = pcall(self._store.save, tokens)
   if not ok then return nil, store_error("save", r) end
   if not r then return nil, store_error("save", err or "it returned nothing") end
-  st.unsaved = nil
+  self._unsaved = nil
   return true
 end
 
 -- Run fn(...) between store.lock() and store.unlock(); the unlock happens on every path.
-local function locked(st, fn, ...)
-  local store = st.store
+local function locked(self, fn, ...)
+  local store = self._store
   if store.lock then
     local ok, r, err = pcall(store.lock)
     if not ok then
@@ -103,9 +107,15 @@ local function locked(st, fn, ...)
   return a, b
 end
 
-local function adopt(client, t)
-  local ok, err = pcall(client.set_tokens, client, t)
+-- The tokens changed (adopted, refreshed, exchanged): when does the refresh token die? For warn().
+local function tokens_changed(self)
+  self._refresh_expires_at = self._handle:token_info().refresh_expires_at
+end
+
+local function adopt(self, t)
+  local ok, err = pcall(self._handle.set_tokens, self._handle, t)
   if not ok then return nil, store_error("load", err) end
+  tokens_changed(self)
   return true
 end
 
@@ -117,14 +127,13 @@ local function newer(stored, cur)
   return not store_contract.newer(cur, stored) -- the stores' one rule; a tie goes to the store (saved last)
 end
 
-local function warn(st, client)
-  if st.warned then return end
-  local info = client:token_info()
-  local rexp = info.refresh_expires_at
-  if not rexp then return end
-  local left = rexp - exact_now(st)
+-- A week before the refresh token dies, say so once (on_warning, or stderr once per process).
+local function warn(self, now)
+  local rexp = self._refresh_expires_at
+  if self._warned or not rexp then return end
+  local left = rexp - now
   if left >= WARN_DAYS * 86400 then return end
-  st.warned = true
+  self._warned = true
   local msg
   if left <= 0 then
     msg = "the refresh token expired at " .. os_date("!%Y-%m-%d %H:%M UTC", math_ceil(rexp)) ..
@@ -133,8 +142,8 @@ local function warn(st, client)
     msg = string_format("the refresh token expires in %.1f days (%s): use the client before then, or "
       .. "authorize again (exactonline auth)", left / 86400, os_date("!%Y-%m-%d %H:%M UTC", math_ceil(rexp)))
   end
-  if st.on_warning then
-    pcall(st.on_warning, msg)
+  if self._on_warning then
+    pcall(self._on_warning, msg)
   elseif not warned_default then
     warned_default = true
     io_stderr:write("exactonline: warning: ", msg, "\n")
@@ -156,157 +165,163 @@ local function too_early(allowed_at, now)
 end
 
 -- why: "explicit" (client:refresh()), "due" (last 30 s), "401" (failed: the token the API refused)
-local function refresh_under_lock(client, st, why, failed)
-  local stored, err = store_load(st)
+local function refresh_under_lock(self, why, failed)
+  local h = self._handle
+  local stored, err = store_load(self)
   if stored == nil then return nil, err end
-  if stored and newer(stored, client:tokens()) then
-    local ok, aerr = adopt(client, stored)
+  if stored and newer(stored, h:tokens()) then
+    local ok, aerr = adopt(self, stored)
     if not ok then return nil, aerr end
-    return client:tokens()
+    return h:tokens()
   end
-  if why == "401" and failed and not client:holds(failed) then
-    return client:tokens() -- this process has moved on already
+  if why == "401" and failed and not h:holds(failed) then
+    return h:tokens() -- this process has moved on already
   end
-  local held = client:tokens() or {}
+  local held = h:tokens() or {}
   -- Exact blocks apps that pile up errors: a refresh token Exact refused is never sent again
-  if st.dead and st.dead.refresh_token == held.refresh_token then return nil, st.dead.err end
-  local now = exact_now(st)
+  if self._dead and self._dead.refresh_token == held.refresh_token then return nil, self._dead.err end
+  local now = exact_now(self)
   if why == "explicit" then
-    local allowed, at = client:refresh_allowed(now)
+    local allowed, at = h:refresh_allowed(now)
     if not allowed then return nil, too_early(at, now) end
-  elseif why == "due" and (not client:refresh_due(now) or st.early_for == held.access_token) then
-    return client:tokens()
+  elseif why == "due" and not h:refresh_due(now) then -- C says no once Exact's clock refused one
+    return h:tokens()
   end
-  local req, rerr = client:token_request("refresh")
+  local req, rerr = h:token_request("refresh")
   if not req then return nil, rerr end
-  local sent = local_now(st)
-  local resp, terr = retry.perform(st, req, "refresh")
-  learn(st, resp, sent)
+  local sent = local_now(self)
+  local resp, terr = retry.perform(self, req, "refresh")
+  learn(self, resp, sent)
   if not resp then return nil, terr end
-  local tokens, aerr, salvage = client:absorb_token(resp, issued_now(st))
+  local tokens, aerr, salvage = h:absorb_token(resp, issued_now(self))
   if not tokens then
     if salvage then
-      local ok, serr = store_save(st, salvage) -- a refresh token in an error answer is kept too
+      tokens_changed(self)
+      local ok, serr = store_save(self, salvage) -- a refresh token in an error answer is kept too
       if not ok then aerr.store_error = tostring(serr) end
-    elseif aerr.status and aerr.status >= 400 and aerr.status < 500 then
-      if aerr.code == "access_denied" then
-        st.early_for = held.access_token -- Exact's clock says not yet: leave it to the 401
-      else
-        st.dead = { refresh_token = held.refresh_token, err = aerr } -- reused, expired, or a wrong app
-      end
+    elseif aerr.status and aerr.status >= 400 and aerr.status < 500 and aerr.code ~= "access_denied" then
+      self._dead = { refresh_token = held.refresh_token, err = aerr } -- reused, expired, or a wrong app
     end
     return nil, aerr
   end
+  tokens_changed(self)
   -- saved before the new access token is used; on failure it stays in memory and is saved again first
-  local ok, serr = store_save(st, tokens)
+  local ok, serr = store_save(self, tokens)
   if not ok then
-    st.unsaved = true
+    self._unsaved = true
     return nil, serr
   end
-  st.warned = nil
+  self._warned = nil
   return tokens
 end
 
--- Tokens present (from the store if need be), unsaved ones saved, a due refresh done.
-local function ready(client, st)
-  local info = client:token_info()
-  if not info.has_access_token then
-    local stored, err = store_load(st)
-    if stored == nil then return nil, err end
-    if stored then
-      local ok, aerr = adopt(client, stored)
-      if not ok then return nil, aerr end
-    end
-    local now_info = client:token_info()
-    if not now_info.has_access_token and now_info.has_refresh_token then
-      -- a refresh token alone (saved from an error answer, or brought from another client): refresh now
-      local t, rerr = locked(st, refresh_under_lock, client, st, "explicit")
-      if not t then return nil, rerr end
-    elseif not now_info.has_access_token then
-      return nil, core.error {
-        kind = "oauth", code = "not_authorized", message = "there are no tokens yet",
-        hint = "authorize first: run `exactonline auth`, or client:exchange(code)",
-      }
-    end
+-- No access token held: the store's pair, or a refresh of a lone refresh token.
+local function obtain(self)
+  local h = self._handle
+  local stored, err = store_load(self)
+  if stored == nil then return nil, err end
+  if stored then
+    local ok, aerr = adopt(self, stored)
+    if not ok then return nil, aerr end
   end
-  if st.unsaved then
-    local ok, err = store_save(st, client:tokens())
-    if not ok then return nil, err end
+  local info = h:token_info()
+  if not info.has_access_token and info.has_refresh_token then
+    -- a refresh token alone (saved from an error answer, or brought from another client): refresh now
+    return locked(self, refresh_under_lock, self, "explicit")
+  elseif not info.has_access_token then
+    return nil, core.error {
+      kind = "oauth", code = "not_authorized", message = "there are no tokens yet",
+      hint = "authorize first: run `exactonline auth`, or client:exchange(code)",
+    }
   end
-  if client:refresh_due(exact_now(st)) then
-    local t, err = locked(st, refresh_under_lock, client, st, "due")
-    -- Exact's clock rules: a refused early refresh is not fatal, the 401 path decides
-    if not t and not (err.status == 400 and err.code == "access_denied") then return nil, err end
-  end
-  warn(st, client)
   return true
 end
 
-local function is_relative(path)
-  return path:sub(1, 1) ~= "/" and not path:match("^[hH][tT][tT][pP][sS]?://")
+-- What prepare asked for before it can build the request: tokens, a due refresh, the division.
+local function provide(self, what)
+  if what == "tokens" then return obtain(self) end
+  if what == "division" then return self:division() end
+  local t, err = locked(self, refresh_under_lock, self, "due")
+  -- Exact's clock rules: a refused early refresh is not fatal, the 401 path decides
+  if not t and not (err.status == 400 and err.code == "access_denied") then return nil, err end
+  return true
 end
 
 --- client:request(method, path, { query, body, headers, raw }) --> { status, headers, body, data } | nil, err
 -- raw = true: whatever Exact answered last (any status; body not decoded), after the client's own 401 refresh
 -- and 429 wait; only failures before or without an answer are errors (the gateway passes answers through)
 function methods:request(method, path, opts)
-  local st = state_of(self)
+  local h = live(self)
   if type(method) ~= "string" then error("bad argument #1 to 'request' (method string expected)", 2) end
   if type(path) ~= "string" then error("bad argument #2 to 'request' (path string expected)", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("bad argument #3 to 'request' (table expected)", 2) end
   method = method:upper()
-  if is_relative(path) and not self:division_id() then
-    local d, err = self:division()
-    if not d then return nil, err end
-  end
-  local ok, err = ready(self, st)
-  if not ok then return nil, err end
-  local refreshed, waited = false, false
+  local refreshed, waited, skip_due, provided = false, false, false, {}
   local raw = opts and opts.raw
   local accept = opts and opts.headers and (opts.headers.Accept or opts.headers.accept)
   local expect_json = accept == nil or tostring(accept):find("json", 1, true) ~= nil
-  local tries = retry.start(st, method, path)
+  local tries = retry.start(self, method, path)
   while true do
-    local wait, werr = self:rate_wait(exact_now(st), false) -- the resets are on Exact's clock
-    if not wait then return nil, werr end
-    if wait > 0 then st.sleep(wait) end
-    local req, qerr = self:api_request(method, path, opts)
-    if not req then return nil, qerr end
-    local used = req.headers.Authorization:sub(8)
-    local sent = local_now(st)
-    local resp, aerr = st.transport:request(req)
-    learn(st, resp, sent)
-    local status = resp and resp.status
-    if raw and resp and not (status == 401 and not refreshed or status == 429 and not waited) then
-      self:absorb({ status = status, headers = resp.headers }, false) -- the rate-limit headers only
-      if not retry.retryable_status(status) then return resp end
-      aerr = nil -- a GET is tried again; anything else passes through as Exact sent it
-    elseif resp then
-      local res
-      res, aerr = self:absorb(resp, expect_json)
-      if res then return res end
-    end
-    if aerr and aerr.status == 401 and not refreshed then
-      -- the server's 401 rules over our clock: refresh once (or adopt a newer stored pair), retry once
-      refreshed = true
-      local t, rerr = locked(st, refresh_under_lock, self, st, "401", used)
-      if not t then
-        -- refused as too early: Exact says the token is live, so the 401 was passing; a try like the others
-        local again, ferr = false, rerr
-        if rerr.code == "access_denied" then again, ferr = tries:again(rerr, resp, req) end
-        if not again then return nil, ferr end
+    local sent = local_now(self)
+    local now = self._clock:lower(sent) -- Exact's clock: the resets and token times are on it
+    local req, wait = h:prepare(method, path, opts, now, skip_due)
+    if req == false then -- wait names what is missing: provide it once, then ask again
+      if provided[wait] then
+        return nil, core.error { kind = "oauth", code = "not_authorized", message = "there are no usable tokens",
+          hint = "authorize first: run `exactonline auth`, or client:exchange(code)" }
       end
-    elseif aerr and aerr.status == 429 and not waited then
-      waited = true
-      local secs, e2 = self:rate_wait(exact_now(st), true)
-      if not secs then return nil, e2 end
-      st.sleep(secs)
+      provided[wait] = true
+      skip_due = skip_due or wait == "refresh"
+      local ok, err = provide(self, wait)
+      if not ok then return nil, err end
+    elseif not req then
+      return nil, wait
     else
-      -- no answer, a 5xx or 408, an unreadable 2xx: tried again when that is safe (exactonline.retry)
-      local again, ferr = tries:again(aerr, resp, req)
-      if not again then
-        if raw and resp then return resp end
-        return nil, ferr
+      skip_due = true -- a retry (after a 401 refresh or a 429 wait) does not refresh proactively again
+      if self._unsaved then
+        local ok, err = store_save(self, h:tokens())
+        if not ok then return nil, err end
+      end
+      warn(self, now)
+      if wait > 0 then
+        self._sleep(wait)
+        sent = local_now(self)
+      end
+      local used = req.headers.Authorization:sub(8)
+      local resp, aerr = self._transport:request(req)
+      learn(self, resp, sent)
+      local status = resp and resp.status
+      if raw and resp and not (status == 401 and not refreshed or status == 429 and not waited) then
+        h:absorb(resp, "raw") -- the rate-limit headers only
+        if not retry.retryable_status(status) then return resp end
+        aerr = nil -- a GET is tried again; anything else passes through as Exact sent it
+      elseif resp then
+        local res
+        res, aerr = h:absorb(resp, expect_json)
+        if res then return res end
+      end
+      if aerr and aerr.status == 401 and not refreshed then
+        -- the server's 401 rules over our clock: refresh once (or adopt a newer stored pair), retry once
+        refreshed = true
+        local t, rerr = locked(self, refresh_under_lock, self, "401", used)
+        if not t then
+          -- refused as too early: Exact says the token is live, so the 401 was passing; a try like the others
+          local again, ferr = false, rerr
+          if rerr.code == "access_denied" then again, ferr = tries:again(rerr, resp, req) end
+          if not again then return nil, ferr end
+        end
+      elseif aerr and aerr.status == 429 and not waited then
+        waited = true
+        local secs, e2 = h:rate_wait(exact_now(self), true)
+        if not secs then return nil, e2 end
+        self._sleep(secs)
+      else
+        -- no answer, a 5xx or 408, an unreadable 2xx: tried again when that is safe (exactonline.retry)
+        local again, ferr = tries:again(aerr, resp, req)
+        if not again then
+          if raw and resp then return resp end
+          return nil, ferr
+        end
       end
     end
   end
@@ -374,9 +389,8 @@ end
 -- __next (next_link: the page after this one, nil on the last; pages(next_link) continues from there);
 -- raises the error object when a page fails.
 function methods:pages(path, query)
-  state_of(self)
   local nxt, q = path, query
-  local guard = paging_guard(self:options().max_pages, "__next link")
+  local guard = paging_guard(live(self):options().max_pages, "__next link")
   local stop -- a link refused by the guard: raised when the page after the last good one is asked for
   return function()
     if stop then
@@ -422,7 +436,8 @@ end
 
 --- client:division() --> the current division (config.division, else /api/v1/current/Me, once)
 function methods:division()
-  local d = self:division_id()
+  local h = live(self)
+  local d = h:division_id()
   if d then return d end
   local res, err = self:request("GET", "/api/v1/current/Me")
   if not res then return nil, err end
@@ -434,7 +449,7 @@ function methods:division()
       message = "/api/v1/current/Me carries no CurrentDivision (a positive whole number)",
       hint = "give config.division" }
   end
-  return self:division_id(math_floor(cur))
+  return h:division_id(math_floor(cur))
 end
 
 --- client:divisions() --> every division the user can reach (system/Divisions) | nil, err
@@ -447,48 +462,83 @@ function methods:divisions()
   return list
 end
 
+--- client:authorization_url{ state, force_login } --> the URL of Exact's login and consent page
+function methods:authorization_url(opts)
+  return live(self):authorization_url(opts)
+end
+
 --- client:exchange(code_or_redirect_url, expected_state) --> tokens | nil, err
 function methods:exchange(input, expected_state)
-  local st = state_of(self)
+  local h = live(self)
   if type(input) ~= "string" then error("bad argument #1 to 'exchange' (code or redirect URL expected)", 2) end
   if expected_state ~= nil and type(expected_state) ~= "string" then
     error("bad argument #2 to 'exchange' (state string expected)", 2)
   end
-  local code, err = self:code_from(input, expected_state)
+  local code, err = h:code_from(input, expected_state)
   if not code then return nil, err end
-  local req, rerr = self:token_request("authorization_code", code)
+  local req, rerr = h:token_request("authorization_code", code)
   if not req then return nil, rerr end
-  local sent = local_now(st)
-  local resp, terr = retry.perform(st, req, "exchange")
-  learn(st, resp, sent)
+  local sent = local_now(self)
+  local resp, terr = retry.perform(self, req, "exchange")
+  learn(self, resp, sent)
   if not resp then return nil, terr end
-  local tokens, aerr, salvage = self:absorb_token(resp, issued_now(st))
+  local tokens, aerr, salvage = h:absorb_token(resp, issued_now(self))
   if not tokens then
-    if salvage then store_save(st, salvage) end
+    if salvage then
+      tokens_changed(self)
+      store_save(self, salvage)
+    end
     return nil, aerr
   end
-  local ok, serr = locked(st, store_save, st, tokens)
+  tokens_changed(self)
+  local ok, serr = locked(self, store_save, self, tokens)
   if not ok then
-    st.unsaved = true
+    self._unsaved = true
     return nil, serr
   end
-  st.warned = nil
+  self._warned = nil
   return tokens
 end
 
 --- client:refresh() --> tokens | nil, err. Adopts a newer stored pair instead of refreshing;
 -- sooner than 570 s after the last token it makes no token call and says when it is allowed.
 function methods:refresh()
-  local st = state_of(self)
-  if not self:token_info().has_refresh_token then
-    local stored, err = store_load(st)
+  local h = live(self)
+  if not h:token_info().has_refresh_token then
+    local stored, err = store_load(self)
     if stored == nil then return nil, err end
     if stored then
       local ok, aerr = adopt(self, stored)
       if not ok then return nil, aerr end
     end
   end
-  return locked(st, refresh_under_lock, self, st, "explicit")
+  return locked(self, refresh_under_lock, self, "explicit")
+end
+
+--- client:token_info() --> the token times, never a secret
+function methods:token_info()
+  return live(self):token_info()
+end
+
+--- client:rate_limits() --> the limits Exact reported last (the known ones)
+function methods:rate_limits()
+  return live(self):rate_limits()
+end
+
+--- client:close(): the secrets are wiped and the connection closed; safe twice
+function methods:close()
+  local h = type(self) == "table" and self._handle
+  if not h then error("exactonline: this client was not made by exactonline.new", 2) end
+  self._closed = true
+  h:close()
+end
+
+function Client:__tostring()
+  return tostring(self._handle)
+end
+
+function Client:__close()
+  self:close()
 end
 
 local function xml_query(division, topic, params)
@@ -506,7 +556,7 @@ function methods:xml_download(topic, params)
   local d, err = self:division()
   if not d then return nil, err end
   local pages, ts = {}, nil
-  local guard = paging_guard(self:options().max_pages, "TSPaging value")
+  local guard = paging_guard(live(self):options().max_pages, "TSPaging value")
   while true do
     local q = xml_query(d, topic, params)
     q.TSPaging = ts
@@ -543,18 +593,18 @@ end
 local REQUEST_PHASES = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
   ssl_session_fetch = true, balancer = false, header_filter = false, body_filter = false, log = false }
 
-local function pick_transport(config, client)
+local function pick_transport(config, handle)
   local t = config.transport
   if type(t) == "table" then
     if type(t.request) ~= "function" then error("exactonline.new: config.transport needs a request method", 3) end
     return t
   end
   if t == nil and ngx and ngx.get_phase and REQUEST_PHASES[ngx.get_phase()] then t = "ngx" end
-  if t == "ngx" then return require("exactonline.transport.ngx").new(config, client) end
+  if t == "ngx" then return require("exactonline.transport.ngx").new(config, handle) end
   if t ~= nil and t ~= "curl" then
     error("exactonline.new: config.transport must be a table, \"curl\" or \"ngx\"", 3)
   end
-  return curl_transport.new(client)
+  return curl_transport.new(handle)
 end
 
 --- exactonline.new(config) --> client | nil, err (bad config raises)
@@ -573,57 +623,64 @@ function _M.new(config)
     error("exactonline.new: config.clock must be a function", 2)
   end
   local retries = retry.options(config)
-  local okc, client = pcall(core.client_new, config)
-  if not okc then error(client, 2) end -- a configuration mistake, reported at the caller's line
-  retries.max_wait = client:options().max_wait
-  local transport = pick_transport(config, client)
+  local okc, h = pcall(core.client_new, config)
+  if not okc then error(h, 2) end -- a configuration mistake, reported at the caller's line
+  retries.max_wait = h:options().max_wait
+  local transport = pick_transport(config, h)
   local now = config.clock
   if not now and type(transport.now) == "function" then now = function() return transport:now() end end
   local sleep = core.sleep
   if type(transport.sleep) == "function" then sleep = function(s) return transport:sleep(s) end end
   -- a transport may bring a clock that other clients share (the gateway's workers, the shdict store's)
   local clock = type(transport.clock) == "table" and transport.clock or exact_clock.new()
-  local st = { store = store, transport = transport, on_warning = config.on_warning, now = now or core.now,
-    sleep = sleep, retry = retries, clock = clock, config = {} } -- config: a copy, for sibling()
-  for k, v in pairs(config) do st.config[k] = v end
-  states[client] = st
-  local stored, err = store_load(st)
+  local self = setmetatable({ _handle = h, _store = store, _transport = transport, _on_warning = config.on_warning,
+    _now = now or core.now, _sleep = sleep, _retry = retries, _clock = clock, _config = {} }, Client)
+  -- _config: a copy, for sibling()
+  for k, v in pairs(config) do self._config[k] = v end
+  local stored, err = store_load(self)
   if stored == nil then
-    client:close()
+    h:close()
     return nil, err
   end
   if stored then
-    local ok, aerr = adopt(client, stored)
+    local ok, aerr = adopt(self, stored)
     if not ok then
-      client:close()
+      h:close()
       return nil, aerr
     end
-    local okw, werr = pcall(warn, st, client) -- a broken config.clock raises here, at the caller's line
-    if not okw then
-      client:close()
+    local okw, werr = pcall(function() warn(self, exact_now(self)) end) -- a broken config.clock raises here,
+    if not okw then                                                       -- at the caller's line
+      h:close()
       error(werr, 2)
     end
   end
-  return client
+  return self
 end
 
 --- sibling(client, over) --> a new client with client's configuration and store, `over` applied (e.g.
 -- { division = N, transport = t, store = s }): replicate makes one per division, so each division has
 -- its own rate-limit state. Internal: not a method users see.
 function _M.sibling(client, over)
-  local st = state_of(client)
+  live(client)
   local config = {}
-  for k, v in pairs(st.config) do config[k] = v end
-  config.store = st.store
+  for k, v in pairs(client._config) do config[k] = v end
+  config.store = client._store
   for k, v in pairs(over or {}) do config[k] = v end
   return _M.new(config)
 end
 
 --- store_of(client) --> the store client uses (replicate shares it between its per-division clients)
 function _M.store_of(client)
-  return state_of(client).store
+  live(client)
+  return client._store
 end
 
-_M.methods = methods
+--- core(client) --> the private exactonline.Client userdata inside a client (a userdata is returned as is):
+-- for transports that drive its libcurl handle (transport/curl.lua, transport/multi.lua) and for specs of
+-- the C half. Internal: its methods are no API.
+function _M.core(client)
+  if type(client) == "userdata" then return client end
+  return live(client)
+end
 
 return _M

@@ -6,7 +6,7 @@
 --   POST, PUT, DELETE: tried again only when the call provably never reached Exact (no connection); once it
 --     may have, the error says the write may or may not have happened and how to check.
 -- Waits: exponential backoff with jitter (retry_delay, doubling, at most retry_max_delay), at least what a
--- Retry-After asks, all of them together never longer than max_wait. The sleep is the client's (st.sleep), so
+-- Retry-After asks, all of them together never longer than max_wait. The sleep is the client's (its _sleep), so
 -- under OpenResty or transport/multi.lua a wait yields instead of blocking.
 local core = require "exactonline.core"
 
@@ -122,10 +122,10 @@ local function path_of(url)
   return (str_gsub(str_match(tostring(url), "^[^?#]*"), "^[%a][%w+.-]*://[^/]*", ""))
 end
 
---- start(st, method, url, what) --> the tries of one call. st: the client's state (st.retry, st.sleep,
--- st.now); what: "refresh" or "exchange" for the token calls (their own advice when unsure)
+--- start(st, method, url, what) --> the tries of one call. st: the client (its _retry, _sleep, _now,
+-- _transport); what: "refresh" or "exchange" for the token calls (their own advice when unsure)
 function _M.start(st, method, url, what)
-  return setmetatable({ st = st, o = st.retry, method = method, what = what, waited = 0, got = {},
+  return setmetatable({ st = st, o = st._retry, method = method, what = what, waited = 0, got = {},
     path = path_of(url) }, Tries)
 end
 
@@ -189,7 +189,7 @@ function Tries:again(err, resp, req)
   local left = o.max_wait - self.waited
   local wait = math_min(o.retry_max_delay, o.retry_delay * 2 ^ (n - 1))
   wait = wait * (0.5 + 0.5 * jitter())
-  local asked = resp and _M.retry_after(resp.headers, self.st.now)
+  local asked = resp and _M.retry_after(resp.headers, self.st._now)
   if asked then wait = math_max(wait, asked) end
   if asked and asked > left then
     self.stopped = str_format("Exact asked to wait %d s (Retry-After), more than max_wait leaves (%d s)",
@@ -211,7 +211,7 @@ function Tries:again(err, resp, req)
     end
   end
   self.waited = self.waited + wait
-  if wait > 0 then self.st.sleep(wait) end
+  if wait > 0 then self.st._sleep(wait) end
   return true
 end
 
@@ -220,9 +220,9 @@ end
 -- once; never in a loop, and a refresh holds the store's lock meanwhile)
 function _M.perform(st, req, what)
   local tries = _M.start(st, req.method or "POST", req.url, what)
-  tries.o = setmetatable({ retries = math_min(st.retry.retries, 2) }, { __index = st.retry })
+  tries.o = setmetatable({ retries = math_min(st._retry.retries, 2) }, { __index = st._retry })
   while true do
-    local resp, err = st.transport:request(req)
+    local resp, err = st._transport:request(req)
     if resp then return resp end
     local again, ferr = tries:again(err, nil, req)
     if not again then return nil, ferr end

@@ -11,20 +11,22 @@ function fuzz(data) -- luacheck: ignore 111
   local path, value = f.split(data)
   local c = f.authorized(123)
   for _, opts in ipairs { {}, { query = { ["$filter"] = value } }, { headers = { ["X-Test"] = value } } } do
-    local ok, req, err = pcall(c.api_request, c, "GET", path, opts)
+    local ok, req, err = pcall(c.prepare, c, "GET", path, opts, f.NOW, true)
     if not ok then
-      error("api_request raised on untrusted text: " .. tostring(req))
+      error("prepare raised on untrusted text: " .. tostring(req))
+    elseif req == false then
+      error("prepare: a client with tokens and a division asked for " .. tostring(err))
     elseif req then
       local url = req.url
       if url:sub(1, #BASE + 1):lower() ~= BASE .. "/" and url:sub(1, #BASE + 5):lower() ~= BASE .. ":443/" then
-        error("api_request: the token would go to " .. url)
+        error("prepare: the token would go to " .. url)
       end
-      if not clean(url) then error("api_request: CR/LF/NUL in the URL") end
+      if not clean(url) then error("prepare: CR/LF/NUL in the URL") end
       for k, v in pairs(req.headers) do
-        if not clean(k) or not clean(v) then error("api_request: CR/LF/NUL in a header") end
+        if not clean(k) or not clean(v) then error("prepare: CR/LF/NUL in a header") end
       end
     else
-      f.check_error(err, "api_request")
+      f.check_error(err, "prepare")
     end
   end
   c:close()

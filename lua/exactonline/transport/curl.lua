@@ -3,7 +3,7 @@
 -- plus the optional transport:sleep(seconds) and transport:now() the client uses for rate-limit waits.
 local core = require "exactonline.core"
 
-local setmetatable = setmetatable
+local setmetatable, require = setmetatable, require
 
 local _M = {}
 
@@ -11,11 +11,11 @@ local Transport = {}
 Transport.__index = Transport
 
 function Transport:request(req)
-  local client = self.ref[1]
-  if not client then
+  local handle = self.ref[1]
+  if not handle then
     return nil, core.error { kind = "network", message = "the client of this transport was closed" }
   end
-  return client:perform(req)
+  return handle:perform(req)
 end
 
 function Transport.sleep(_, seconds)
@@ -26,10 +26,11 @@ function Transport.now(_)
   return core.now()
 end
 
---- A transport over `client`'s libcurl handle. It holds the client weakly, so a forgotten
--- client is still collected (LuaJIT's weak tables are not ephemerons).
+--- A transport over `client`'s libcurl handle (a client, or its C half). It holds that weakly, so a
+-- forgotten client is still collected.
 function _M.new(client)
-  return setmetatable({ ref = setmetatable({ client }, { __mode = "v" }) }, Transport)
+  local handle = require("exactonline.client").core(client)
+  return setmetatable({ ref = setmetatable({ handle }, { __mode = "v" }) }, Transport)
 end
 
 return _M

@@ -11,7 +11,7 @@
 -- sleep blocking, with the same results.
 local core = require "exactonline.core"
 
-local setmetatable, select, next, pairs, pcall = setmetatable, select, next, pairs, pcall
+local setmetatable, select, next, pairs, pcall, require = setmetatable, select, next, pairs, pcall, require
 local unpack = table.unpack or unpack -- luacheck: ignore
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
@@ -37,7 +37,7 @@ function _M.scheduler(opts)
     now = opts.now or core.now,
     ready = {},     -- { co, value } to resume
     sleepers = {},  -- { at, co }
-    waiting = {},   -- client -> co whose transfer runs
+    waiting = {},   -- a client's C half -> co whose transfer runs
     mine = setmetatable({}, { __mode = "k" }), -- coroutines this scheduler runs
     tasks = 0,
     errors = {},
@@ -132,26 +132,27 @@ function Scheduler:transport()
   return setmetatable({ sched = self, ref = setmetatable({}, { __mode = "v" }) }, Transport)
 end
 
-function Transport:bind(client)
-  self.ref[1] = client
-  return client
+--- bind(client) --> client: this transport now drives that client's libcurl handle (its C half)
+function Transport:bind(client, ...)
+  if client then self.ref[1] = require("exactonline.client").core(client) end
+  return client, ...
 end
 
 function Transport:request(req)
-  local client = self.ref[1]
-  if not client then
+  local handle = self.ref[1]
+  if not handle then
     return nil, core.error { kind = "network", message = "this transport is bound to no client (or it was closed)" }
   end
   local sched = self.sched
-  if not sched:inside() then return client:perform(req) end
-  local ok, err = sched.multi:add(client, req)
+  if not sched:inside() then return handle:perform(req) end
+  local ok, err = sched.multi:add(handle, req)
   if not ok then return nil, err end
-  sched.waiting[client] = co_running()
+  sched.waiting[handle] = co_running()
   if co_yield() ~= "done" then
     return nil, core.error { kind = "network", code = "closed",
       message = "the client was closed while its request ran", hint = "keep the client open until it answers" }
   end
-  return sched.multi:take(client)
+  return sched.multi:take(handle)
 end
 
 function Transport:sleep(seconds)

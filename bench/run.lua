@@ -7,6 +7,8 @@
 --   BENCH_SLOW_N=200  GETs per timed run of LuaSec and the curl command (scaled per request)
 --   BENCH_ROUNDS=5    alternating rounds; the median is reported
 --   BENCH_QUICK=1     a fast smoke run (small N, 3 rounds, 10k/20k rows, 2 pacing windows)
+--   BENCH_BASELINE=DIR   another built checkout (e.g. `git worktree add DIR main && make -C DIR lua54 luajit`):
+--                        its client:get is timed in the same alternating rounds, beside this one
 local io, os, table, math = io, os, table, math
 local tostring, tonumber, ipairs, pairs, pcall, error, assert, setmetatable, getmetatable, print =
   tostring, tonumber, ipairs, pairs, pcall, error, assert, setmetatable, getmetatable, print
@@ -90,9 +92,15 @@ local function cleanup()
   if TMP and TMP:match("^/tmp/exactonline%-bench") then os.execute("rm -rf " .. q(TMP)) end
 end
 
-local function vm_env(vm)
-  return helpers.lua_env(vm) .. " BENCH_CONFIG=" .. q(TMP .. "/config.lua")
+local function vm_env(vm, root)
+  local vars = helpers.lua_env(vm)
+  if root then -- the same variables, naming the other checkout's lua/ and build/
+    vars = "LUA_PATH=" .. q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;") .. " LUA_CPATH=" ..
+      q(root .. "/build/" .. vm .. "/?.so;;") .. " LUA_CPATH_5_4=" .. q(root .. "/build/" .. vm .. "/?.so;;")
+  end
+  return vars .. " BENCH_CONFIG=" .. q(TMP .. "/config.lua")
 end
+local BASELINE = env("BENCH_BASELINE")
 
 -- the floor program: one reused libcurl handle; "decode" adds cjson.decode in an embedded Lua 5.4
 local FLOOR = OUT .. "/floor"
@@ -199,6 +207,12 @@ local function per_request(sb, store_path)
       end },
   }
   if not have("curl") then table.remove(methods) end
+  if BASELINE then
+    for _, vm in ipairs { "lua5.4", "luajit" } do
+      methods[#methods + 1] = { id = "baseline_" .. vm:gsub("%.", ""), n = N, run = function(n)
+        return sh(vm_env(vm, BASELINE) .. " " .. vm .. " " .. q(ROOT .. "/bench/get.lua") .. " " .. n) end }
+    end
+  end
   local samples = {}
   for _, m in ipairs(methods) do samples[m.id] = { wall = {}, cpu = {} } end
   for round = 1, ROUNDS do
@@ -459,6 +473,8 @@ local LABEL = {
   floor_cjson = "(b) floor + lua-cjson decode (embedded Lua 5.4)",
   client_lua54 = "client:get, Lua 5.4",
   client_luajit = "client:get, LuaJIT",
+  baseline_lua54 = "client:get, Lua 5.4, BENCH_BASELINE",
+  baseline_luajit = "client:get, LuaJIT, BENCH_BASELINE",
   luasec = "(c) LuaSec ssl.https.request + cjson (new TLS connection per call)",
   curl_cli = "(d) curl command per request",
 }

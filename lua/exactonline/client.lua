@@ -132,7 +132,7 @@ local function warn(self, now)
   local rexp = self._refresh_expires_at
   if self._warned or not rexp then return end
   local left = rexp - now
-  if not (left < WARN_DAYS * 86400) then return end -- a week or more left, or a broken clock (NaN)
+  if left >= WARN_DAYS * 86400 or left ~= left then return end -- a week or more left, or a NaN clock
   self._warned = true
   local msg
   if left <= 0 then

@@ -8,6 +8,9 @@ local phases, per = tonumber(arg[3]) or 3, tonumber(arg[4]) or 25
 local cfg = dofile(os.getenv("BENCH_CONFIG"))
 cfg.store = exactonline.file_store(cfg.store_path)
 cfg.store_path = nil
+-- the driver moves the sandbox's clock only, so every process meets a 401 per jump: more than Exact's 10 error
+-- answers an hour, which the error budget would refuse; what is measured here is the refresh coordination
+cfg.error_budget = false
 
 local function exists(p)
   local f = io.open(p)

@@ -11,6 +11,7 @@ local store_contract = require "exactonline.store.contract"
 local curl_transport = require "exactonline.transport.curl"
 local retry = require "exactonline.retry"
 local exact_clock = require "exactonline.clock"
+local budget = require "exactonline.budget"
 
 local type, pairs, pcall, error, tostring, tonumber, setmetatable, require =
   type, pairs, pcall, error, tostring, tonumber, setmetatable, require
@@ -288,7 +289,7 @@ function methods:request(method, path, opts)
         sent = local_now(self)
       end
       local used = req.headers.Authorization:sub(8)
-      local resp, aerr = self._transport:request(req)
+      local resp, aerr = budget.send(self, req) -- within the error budget
       learn(self, resp, sent)
       local status = resp and resp.status
       if raw and resp and not (status == 401 and not refreshed or status == 429 and not waited) then
@@ -623,6 +624,7 @@ function _M.new(config)
     error("exactonline.new: config.clock must be a function", 2)
   end
   local retries = retry.options(config)
+  local errors = budget.new(config.error_budget, config.client_id, store, config.timeout, 2) -- 400/401/403/404
   local okc, h = pcall(core.client_new, config)
   if not okc then error(h, 2) end -- a configuration mistake, reported at the caller's line
   retries.max_wait = h:options().max_wait
@@ -634,7 +636,8 @@ function _M.new(config)
   -- a transport may bring a clock that other clients share (the gateway's workers, the shdict store's)
   local clock = type(transport.clock) == "table" and transport.clock or exact_clock.new()
   local self = setmetatable({ _handle = h, _store = store, _transport = transport, _on_warning = config.on_warning,
-    _now = now or core.now, _sleep = sleep, _retry = retries, _clock = clock, _config = {} }, Client)
+    _now = now or core.now, _sleep = sleep, _retry = retries, _clock = clock, _config = {},
+    _budget = errors }, Client)
   -- _config: a copy, for sibling()
   for k, v in pairs(config) do self._config[k] = v end
   local stored, err = store_load(self)

@@ -9,6 +9,7 @@
 -- Retry-After asks, all of them together never longer than max_wait. The sleep is the client's (its _sleep), so
 -- under OpenResty or transport/multi.lua a wait yields instead of blocking.
 local core = require "exactonline.core"
+local budget = require "exactonline.budget"
 
 local type, tostring, tonumber, pcall, error, setmetatable, pairs, ipairs =
   type, tostring, tonumber, pcall, error, setmetatable, pairs, ipairs
@@ -222,7 +223,7 @@ function _M.perform(st, req, what)
   local tries = _M.start(st, req.method or "POST", req.url, what)
   tries.o = setmetatable({ retries = math_min(st._retry.retries, 2) }, { __index = st._retry })
   while true do
-    local resp, err = st._transport:request(req)
+    local resp, err = budget.send(st, req) -- within the error budget
     if resp then return resp end
     local again, ferr = tries:again(err, nil, req)
     if not again then return nil, ferr end

@@ -37,6 +37,7 @@ local function get_client()
     redirect_uri = settings.redirect_uri, base_url = settings.base_url, division = settings.division,
     store = exactonline.shdict_store("exactonline", backing),
     timeout = 10, on_rate_limit = settings.on_rate_limit, retry_delay = settings.retry_delay,
+    error_budget = settings.error_budget,
   }
   if not c then return nil, err end
   client = c
@@ -65,6 +66,16 @@ function routes.accounts()
   rows, err = c:get("crm/Accounts", { ["$select"] = "ID,Name", ["$top"] = "5" })
   if not rows then return fail(err) end
   return reply(200, { count = #rows, first = rows[1] and rows[1].Name, worker = ngx.worker.pid() })
+end
+
+-- GET ?path= through the worker's client (the error budget specs: 404s, then its refusal)
+function routes.get()
+  local c, err = get_client()
+  if not c then return fail(err) end
+  local data
+  data, err = c:get(ngx.unescape_uri(ngx.var.arg_path or ""))
+  if data == nil then return fail(err) end
+  return reply(200, { data = data, worker = ngx.worker.pid() })
 end
 
 function routes.me()

@@ -42,6 +42,8 @@ function _M.add_to_parser(root)
     .. "the request's own scheme and Host)")
   parser.option(c, "--max-wait", "S", "longest a call waits for a rate-limit window (default 65 s)",
     { number = true })
+  parser.option(c, "--error-budget", "N|off", "error answers (400/401/403/404) one endpoint may get an hour "
+    .. "before calls to it are refused (default 9; Exact blocks the app at 10)")
   parser.option(c, "--access-log", "FILE", "write the access log to FILE instead of stdout")
   parser.option(c, "--token-db", "CONNINFO", "keep the token chain in PostgreSQL (exactonline.stores.postgres) "
     .. "instead of the token file")
@@ -107,7 +109,7 @@ function _M.run(args)
   local info, perr, pcode = gateway.prepare {
     listen = args.listen, workers = args.workers, keys = key_path, keys_flag = args.keys ~= nil,
     tls_cert = args.tls_cert, tls_key = args.tls_key, public_url = args.public_url, max_wait = args.max_wait,
-    access_log = args.access_log, token_db = args.token_db,
+    error_budget = args.error_budget, access_log = args.access_log, token_db = args.token_db,
     client_id = s.client_id, client_secret = s.client_secret, redirect_uri = s.redirect_uri,
     region = (not s.base_url) and s.region or nil, base_url = s.base_url, division = division,
     token_file = s.token_file, cafile = s.cafile, retries = s.retries, retry_delay = s.retry_delay,

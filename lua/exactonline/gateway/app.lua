@@ -180,6 +180,7 @@ local function client_for(d)
     base_url = settings.base_url, division = settings.division, store = store, transport = transport,
     on_rate_limit = "wait", max_wait = settings.max_wait, timeout = settings.timeout,
     max_response_size = settings.max_response_size, retries = settings.retries, retry_delay = settings.retry_delay,
+    error_budget = settings.error_budget,
     on_warning = function(msg) ngx.log(ngx.WARN, "exactonline gateway: ", msg) end,
     on_retry = function(info) ngx.log(ngx.WARN, "exactonline gateway: ", retry.describe(info)) end,
   }

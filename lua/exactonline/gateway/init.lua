@@ -201,7 +201,8 @@ local function write(path, text, mode)
 end
 
 --- prepare(opts) --> info | nil, message, exit code. Checks everything a start needs, then writes the prefix.
--- opts: listen, workers, keys, tls_cert, tls_key, public_url, max_wait, timeout, access_log ("-": stdout),
+-- opts: listen, workers, keys, tls_cert, tls_key, public_url, max_wait, error_budget ("off" or a number of
+-- errors), timeout, access_log ("-": stdout),
 -- client_id, client_secret, redirect_uri, region, base_url, division, token_file, cafile,
 -- retries, retry_delay
 function _M.prepare(opts)
@@ -209,6 +210,15 @@ function _M.prepare(opts)
   if not listen then return nil, lerr, 2 end
   local workers = tonumber(opts.workers) or 2
   if workers < 1 or workers > 64 or workers % 1 ~= 0 then return nil, "--workers takes a number from 1 to 64", 2 end
+  local error_budget = opts.error_budget
+  if error_budget == "off" then
+    error_budget = false
+  elseif error_budget ~= nil then
+    error_budget = tonumber(error_budget)
+    if not error_budget or error_budget < 1 or error_budget > 1000 or error_budget % 1 ~= 0 then
+      return nil, "--error-budget takes a number of errors from 1 to 1000, or off", 2
+    end
+  end
   if (opts.tls_cert == nil) ~= (opts.tls_key == nil) then
     return nil, "give both --tls-cert and --tls-key (or neither)", 2
   end
@@ -306,6 +316,7 @@ function _M.prepare(opts)
     token_db = opts.token_db, keys = key_path, max_wait = tonumber(opts.max_wait) or 65,
     timeout = tonumber(opts.timeout) or 60, public_url = opts.public_url and opts.public_url:gsub("/+$", ""),
     retries = tonumber(opts.retries), retry_delay = tonumber(opts.retry_delay),
+    error_budget = error_budget,
   }
   local ok, err = write(info.settings_path, "return " .. lua_literal(settings) .. "\n", 384) -- 0600: the secret
   if ok then ok, err = write(info.conf, conf.render(info)) end

@@ -50,7 +50,7 @@ end
 local function shared_store(store, sched)
   local m = sched:mutex()
   return {
-    load = store.load, save = store.save,
+    load = store.load, save = store.save, count = store.count, -- count: the error budget, shared as before
     lock = function(...)
       m.lock()
       if store.lock then

@@ -95,6 +95,7 @@ local function counted(b, name, now, add, window) --> n, oldest | nil, err
   if not ok or n == nil then
     local why = ok and oldest or n
     if core.is_error(why) then return nil, why end
+    if type(why) == "string" and why:match("interrupted!?$") then error(why, 0) end -- Ctrl-C is not a store failure
     return nil, core.error { kind = "store", code = "count",
       message = "the token store's count() failed: " .. tostring(why),
       hint = "check the token store (path, permissions, database); or set config.error_budget = false" }

@@ -263,6 +263,11 @@ int eo_http_prepare(lua_State *L, eo_client *c, int idx, int copy_body) {
     /* the handle is reused: undo what the previous request set (a DELETE must not stick to the next GET) */
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
     curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
+    /* A write goes on a new connection: on a kept-alive one the server closed meanwhile, libcurl would send it
+     * again by itself when no answer came, and a POST that did reach Exact would be made twice (RFC 7230
+     * 6.3.1). A GET may be sent again, and keeps the kept-alive connection. */
+    curl_easy_setopt(h, CURLOPT_FRESH_CONNECT,
+                     (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) ? 0L : 1L);
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else {

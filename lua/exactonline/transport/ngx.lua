@@ -139,13 +139,14 @@ local function read_body(sock, method, status, headers, cap)
 end
 
 -- a connected (and, when new, TLS-verified) cosocket | nil, err
-function Transport:connect(host, port, connect_ms, ms)
+-- fresh: a connection of its own, from a pool nothing is ever kept in (a write: see request)
+function Transport:connect(host, port, connect_ms, ms, fresh)
   local sock = ngx_tcp()
   sock:settimeouts(connect_ms, ms, ms)
   -- localhost is loopback by definition (RFC 6761); other names go through nginx's `resolver`
   local addr = host == "localhost" and "127.0.0.1" or host
-  local ok, err = sock:connect(addr, port, { pool = str_format("exactonline:%s:%d", host, port),
-    pool_size = self.pool_size })
+  local ok, err = sock:connect(addr, port, { pool = str_format("exactonline:%s:%d%s", host, port,
+    fresh and ":fresh" or ""), pool_size = self.pool_size })
   if not ok then
     local hint
     if err and str_find(err, "resolver", 1, true) then
@@ -243,10 +244,13 @@ function Transport:request(req)
 
   local request_text = concat(lines, "\r\n")
   local sock, status, headers
-  -- a pooled connection the server closed meanwhile fails before any answer: retry once on a fresh one
+  -- a pooled connection the server closed meanwhile fails before any answer: retry once on a fresh one.
+  -- Only a GET or HEAD uses the pool: a write sent on a pooled connection that then closed may have reached
+  -- Exact, and must not be sent again (RFC 7230 6.3.1), so it goes on a connection of its own, closed after
+  local idempotent = method == "GET" or method == "HEAD"
   for _ = 1, 2 do
     local err
-    sock, err = self:connect(host, port, connect_ms, ms)
+    sock, err = self:connect(host, port, connect_ms, ms, not idempotent)
     if not sock then return nil, err end
     local reused = sock:getreusedtimes() > 0
     local sent
@@ -272,7 +276,7 @@ function Transport:request(req)
       "reading the answer's body from " .. host .. " failed: " .. tostring(reusable))
   end
   local conn = headers["connection"]
-  if reusable and not (conn and str_find(str_lower(conn), "close", 1, true)) then
+  if reusable and idempotent and not (conn and str_find(str_lower(conn), "close", 1, true)) then
     sock:setkeepalive(self.keepalive_ms, self.pool_size)
   else
     sock:close()

@@ -64,6 +64,24 @@ describe("core against the sandbox: OAuth", function()
       assert.equal(1, stat("code_exchanges"))
     end)
 
+    it("replaces whatever the store holds, even a pair whose times read later (a new authorization is the newest)",
+      function()
+      -- chains are ordered by when their refresh token was issued, on clocks read off Exact's whole-second Date:
+      -- two authorizations within a second (or a pair stamped by a clock ahead) could not be told apart, and
+      -- `exactonline auth` printed "Tokens stored" while the file kept the old chain
+      local path = helpers.tmpdir() .. "/tokens.json"
+      local later = core.now() + 3600
+      assert.is_true(exactonline.file_store(path).save { access_token = "OLD-A", refresh_token = "OLD-R",
+        expires_at = later + 600, obtained_at = later, refresh_obtained_at = later })
+      local t = assert(new{ store = exactonline.file_store(path) }:exchange(sb:code()))
+      local stored = exactonline.file_store(path).load()
+      assert.equal(t.refresh_token, stored.refresh_token)
+      assert.equal(t.access_token, stored.access_token)
+      -- and a client on that file works (the old pair is unknown to Exact: a refresh with it would fail)
+      assert(new{ store = exactonline.file_store(path) }:get("/api/v1/current/Me"))
+      assert.equal(0, stat("invalid_grant"))
+    end)
+
     it("takes a token answer with expires_in as a number and token_type \"Bearer\"", function()
       sb:configure{ expires_in_number = true, token_type = "Bearer" }
       local c = new()

@@ -64,6 +64,15 @@ local function check(case, ok, note, loaded)
   end
 end
 
+-- save(t, { replace = true }): a chain a person just authorized replaces even a "newer" one
+local function check_replace(case, store)
+  if not case.kept then return end
+  local ok, note = store.save(case.offered, { replace = true })
+  assert.is_true(ok, case.what)
+  assert.is_nil(note, case.what)
+  assert.are.same(norm(case.offered), norm(store.load()), case.what .. " (replace)")
+end
+
 describe("the one 'newer' rule", function()
   it("is what contract.newer says for every case", function()
     for _, case in ipairs(CASES) do
@@ -77,6 +86,7 @@ describe("the one 'newer' rule", function()
       local store = exactonline.memory_store(case.held)
       local ok, note = store.save(case.offered)
       check(case, ok, note, store.load())
+      check_replace(case, store)
     end
   end)
 
@@ -87,6 +97,7 @@ describe("the one 'newer' rule", function()
       assert.is_true(store.save(case.held))
       local ok, note = store.save(case.offered)
       check(case, ok, note, store.load())
+      check_replace(case, store)
     end
   end)
 
@@ -97,6 +108,7 @@ describe("the one 'newer' rule", function()
       assert.is_true(store.save(case.held))
       local ok, note = store.save(case.offered)
       check(case, ok, note, store.load())
+      check_replace(case, store)
       store.close()
     end
     pg:stop()

@@ -28,6 +28,7 @@ local Client = { __index = methods, __name = "exactonline.Client" }
 local warned_default = false -- the default warning prints once per process
 
 local WARN_DAYS = 7
+local REPLACE = { replace = true } -- store.save's option for a chain a person just authorized
 
 -- The C handle of a client that is open; raises at the caller's line otherwise.
 local function live(self)
@@ -79,8 +80,8 @@ local function store_load(self) --> tokens | false | nil, err
   return t or false
 end
 
-local function store_save(self, tokens) --> true | nil, err
-  local ok, r, err = pcall(self._store.save, tokens)
+local function store_save(self, tokens, opts) --> true | nil, err
+  local ok, r, err = pcall(self._store.save, tokens, opts)
   if not ok then return nil, store_error("save", r) end
   if not r then return nil, store_error("save", err or "it returned nothing") end
   self._unsaved = nil
@@ -280,7 +281,7 @@ function methods:request(method, path, opts)
     else
       skip_due = true -- a retry (after a 401 refresh or a 429 wait) does not refresh proactively again
       if self._unsaved then
-        local ok, err = store_save(self, h:tokens())
+        local ok, err = store_save(self, h:tokens(), self._unsaved == REPLACE and REPLACE or nil)
         if not ok then return nil, err end
       end
       warn(self, now)
@@ -492,9 +493,10 @@ function methods:exchange(input, expected_state)
     return nil, aerr
   end
   tokens_changed(self)
-  local ok, serr = locked(self, store_save, self, tokens)
+  -- a chain a person just authorized is the newest there is, whatever the times of the stored one say
+  local ok, serr = locked(self, store_save, self, tokens, REPLACE)
   if not ok then
-    self._unsaved = true
+    self._unsaved = REPLACE -- saved again first, still as the newest
     return nil, serr
   end
   self._warned = nil

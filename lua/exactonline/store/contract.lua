@@ -1,7 +1,10 @@
 --- exactonline.store.contract: what every token store and the client agree on about a token pair.
 -- A store is a table of plain functions (no self):
 --   store.load()        --> tokens | nil (nothing stored yet) | nil, err
---   store.save(tokens)  --> true | true, "kept_newer" (it holds a newer chain: load it) | nil, err
+--   store.save(tokens[, opts]) --> true | true, "kept_newer" (it holds a newer chain: load it) | nil, err
+--                       opts.replace: a chain a person just authorized (exchange) replaces whatever is stored,
+--                       whatever its times say (two authorizations within a second, on clocks estimated
+--                       from Exact's whole-second Date, cannot be ordered by time)
 --   store.lock([timeout]) --> true | nil, err   store.unlock()       (optional; exclusive across processes)
 --   store.count(name, now, window, add) --> n, oldest | nil, err
 --                       (optional; shared by every process using the store: see "count" below)

@@ -256,10 +256,10 @@ function _M.new(...)
     return a, b
   end
 
-  local function write(tokens)
+  local function write(tokens, replace)
     local current, err = read()
     if err and not (force and (err.code == "corrupt" or err.code == "foreign")) then return nil, err end
-    if current and newer(current, tokens) then -- never an older chain over a newer one
+    if current and not replace and newer(current, tokens) then -- never an older chain over a newer one
       return true, "kept_newer"
     end
     local doc = { format = FORMAT, tokens = copy_tokens(tokens) }
@@ -268,13 +268,13 @@ function _M.new(...)
     return true
   end
 
-  function store.save(tokens)
+  function store.save(tokens, opts)
     if type(tokens) ~= "table" then error("exactonline.store.file: save(tokens) needs a table", 2) end
     local ok, err = check()
     if not ok then return nil, err end
     ok, err = core.mkdir_p(dir, 448) -- 0700
     if not ok then return nil, err end
-    return locked(write, tokens)
+    return locked(write, tokens, type(opts) == "table" and opts.replace)
   end
 
   function store.lock(timeout)

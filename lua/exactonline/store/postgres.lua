@@ -178,24 +178,26 @@ function _M.new(opts)
     end)
   end
 
-  function store.save(tokens)
+  function store.save(tokens, opts)
     if type(tokens) ~= "table" then error("exactonline.stores.postgres: save(tokens) needs a table", 2) end
+    local replace = type(opts) == "table" and opts.replace and true or false
     local access, refresh = tokens.access_token, tokens.refresh_token
     if access ~= nil then access = tostring(access) end
     if refresh ~= nil then refresh = tostring(refresh) end
     return with_conn(function()
-      -- never an older chain over a newer one: the row is replaced only when ours is at least as new
+      -- never an older chain over a newer one: the row is replaced only when ours is at least as new, or
+      -- a person just authorized ours (opts.replace)
       local n, err = exec("INSERT INTO " .. tbl ..
         " AS t (key, access_token, refresh_token, expires_at, obtained_at, refresh_obtained_at, updated_at)" ..
         " VALUES (?, ?, ?, ?, ?, ?, now())" ..
         " ON CONFLICT (key) DO UPDATE SET access_token = EXCLUDED.access_token," ..
         " refresh_token = EXCLUDED.refresh_token, expires_at = EXCLUDED.expires_at," ..
         " obtained_at = EXCLUDED.obtained_at, refresh_obtained_at = EXCLUDED.refresh_obtained_at, updated_at = now()" ..
-        " WHERE t.refresh_token IS NULL OR" ..
+        " WHERE ? OR t.refresh_token IS NULL OR" ..
         " (COALESCE(t.refresh_obtained_at, t.obtained_at, -1), COALESCE(t.obtained_at, -1))" ..
         " <= (COALESCE(EXCLUDED.refresh_obtained_at, -1), COALESCE(EXCLUDED.obtained_at, -1))",
         key, access, refresh, num(tokens.expires_at), num(tokens.obtained_at),
-        num(tokens.refresh_obtained_at or tokens.obtained_at))
+        num(tokens.refresh_obtained_at or tokens.obtained_at), replace)
       if not n then return nil, db_error("cannot save tokens", err, access, refresh) end
       if tonumber(n) == 0 then return true, "kept_newer" end
       return true

@@ -67,9 +67,9 @@ function _M.new(...)
   end
 
   -- set the dict to t unless it holds a newer chain; true | nil, err
-  local function write_dict(t)
+  local function write_dict(t, replace)
     local current = read_dict()
-    if current and newer(current, t) then return true, "kept_newer" end
+    if current and not replace and newer(current, t) then return true, "kept_newer" end
     local ok, err, forcible = dict:set(key, cjson.encode(copy_tokens(t)))
     if not ok then
       return nil, store_error("shdict_full", "could not write the tokens to lua_shared_dict " .. dict_name ..
@@ -98,14 +98,15 @@ function _M.new(...)
     return read_dict() or copy_tokens(bt)
   end
 
-  function store.save(tokens)
+  function store.save(tokens, opts)
     if type(tokens) ~= "table" then error("exactonline.shdict_store: save(tokens) needs a table", 2) end
-    local ok, err = write_dict(tokens)
+    local replace = type(opts) == "table" and opts.replace or nil
+    local ok, err = write_dict(tokens, replace)
     if not ok then return nil, err end
     if err == "kept_newer" then return true, err end
     if backing then
       -- written through before the new access token is used, so a restart keeps the chain
-      local bok, r, berr = pcall(backing.save, tokens)
+      local bok, r, berr = pcall(backing.save, tokens, replace and opts or nil)
       if not bok then return nil, store_error("backing_save", "the backing store's save() failed: " .. tostring(r)) end
       if not r then return nil, berr or store_error("backing_save", "the backing store's save() failed") end
     end

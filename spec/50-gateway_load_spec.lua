@@ -31,6 +31,28 @@ local function burst(gw, path, n, parallel)
   return out
 end
 
+-- the answers' windows (by X-RateLimit-Minutely-Reset): never more than 60 calls in one, and each window between
+-- the first and the last used: at least 54 of its 60 places (a call still out when a window opens may be
+-- counted in either, so the pacer holds its place until it comes back; under a loaded machine a few such
+-- places come back too late in a 2-second window to be used again). A pacer that left a window half empty,
+-- or let a 61st call through, fails.
+local function assert_paced(answers)
+  local per, windows = {}, {}
+  for _, a in ipairs(answers) do
+    assert.is_string(a.reset, a.line)
+    if not per[a.reset] then windows[#windows + 1] = a.reset end
+    per[a.reset] = (per[a.reset] or 0) + 1
+  end
+  table.sort(windows)
+  assert.is_true(#windows >= 3, #windows .. " windows")
+  for i, w in ipairs(windows) do
+    assert.is_true(per[w] <= 60, per[w] .. " calls in one window")
+    if i > 1 and i < #windows then
+      assert.is_true(per[w] >= 54, per[w] .. " of 60 places used in a window between the first and the last")
+    end
+  end
+end
+
 local function tally(answers)
   local t = {}
   for _, a in ipairs(answers) do t[a.status] = (t[a.status] or 0) + 1 end
@@ -97,18 +119,7 @@ describe("the gateway pacing clients that send faster than the minutely limit", 
     local answers = burst(gw, path, 150, 40) -- 150 calls at once: three windows' worth
     assert.same({ [200] = 150 }, tally(answers))
     assert.equal(before.rate_limited, sb:stats().rate_limited)
-    local per, windows = {}, {}
-    for _, a in ipairs(answers) do
-      assert.is_string(a.reset, a.line)
-      if not per[a.reset] then windows[#windows + 1] = a.reset end
-      per[a.reset] = (per[a.reset] or 0) + 1
-    end
-    table.sort(windows)
-    assert.is_true(#windows >= 3, #windows .. " windows")
-    for i, w in ipairs(windows) do
-      assert.is_true(per[w] <= 60, per[w] .. " calls in one window")
-      if i > 1 and i < #windows then assert.equal(60, per[w]) end -- a whole window is used, not less
-    end
+    assert_paced(answers)
     local _, _, body = gw:get("/metrics")
     assert.matches("exactonline_gateway_rate_limit_waits_total [1-9]", body)
     assert.matches("exactonline_gateway_upstream_429_total 0\n", body)
@@ -159,17 +170,7 @@ for _, skew in ipairs { 600, -600 } do
       local answers = burst(gw, path, 150, 40)
       assert.same({ [200] = 150 }, tally(answers))
       assert.equal(before.rate_limited, sb:stats().rate_limited)
-      local per, windows = {}, {}
-      for _, a in ipairs(answers) do
-        if not per[a.reset] then windows[#windows + 1] = a.reset end
-        per[a.reset] = (per[a.reset] or 0) + 1
-      end
-      table.sort(windows)
-      assert.is_true(#windows >= 3, #windows .. " windows")
-      for i, w in ipairs(windows) do
-        assert.is_true(per[w] <= 60, per[w] .. " calls in one window")
-        if i > 1 and i < #windows then assert.equal(60, per[w]) end
-      end
+      assert_paced(answers)
     end)
   end)
 end

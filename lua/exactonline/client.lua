@@ -258,7 +258,7 @@ function methods:request(method, path, opts)
   if type(path) ~= "string" then error("bad argument #2 to 'request' (path string expected)", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("bad argument #3 to 'request' (table expected)", 2) end
   method = method:upper()
-  local refreshed, waited, skip_due, provided = false, false, false, {}
+  local refreshed, waited, skip_due, provided = false, false, false, nil
   local raw = opts and opts.raw
   local accept = opts and opts.headers and (opts.headers.Accept or opts.headers.accept)
   local expect_json = accept == nil or tostring(accept):find("json", 1, true) ~= nil
@@ -268,6 +268,7 @@ function methods:request(method, path, opts)
     local now = self._clock:lower(sent) -- Exact's clock: the resets and token times are on it
     local req, wait = h:prepare(method, path, opts, now, skip_due)
     if req == false then -- wait names what is missing: provide it once, then ask again
+      provided = provided or {} -- rare: no table for the common request
       if provided[wait] then
         return nil, core.error { kind = "oauth", code = "not_authorized", message = "there are no usable tokens",
           hint = "authorize first: run `exactonline auth`, or client:exchange(code)" }

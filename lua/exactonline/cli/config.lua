@@ -7,6 +7,7 @@ local floor, format = math.floor, string.format
 local load, loadstring, setfenv = load, rawget(_G, "loadstring"), rawget(_G, "setfenv")
 
 local core = require "exactonline.core"
+local dirname = require("exactonline.cli.util").dirname
 local parser = require "exactonline.cli.parser"
 
 local _M = {}
@@ -79,13 +80,6 @@ local function check_owner(path, st, what)
       .. "run: chmod go-w %s", what, path, st.mode, path)
   end
   return true
-end
-
-local function dirname(path)
-  local d = path:match("^(.*)/[^/]*$")
-  if d == nil then return "." end
-  if d == "" then return "/" end
-  return d
 end
 
 -- Read the config file: `return { client_id = "…", … }` or plain assignments `client_id = "…"`, as text

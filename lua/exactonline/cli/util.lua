@@ -22,6 +22,14 @@ function _M.message(err)
   return (tostring(err):gsub("^[^%s:]+%.lua:%d+: ", ""))
 end
 
+--- The folder of a path: "a/b" --> "a", "b" --> ".", "/b" --> "/" (the CLI's files, the gateway's key file)
+function _M.dirname(path)
+  local d = path:match("^(.*)/[^/]*$")
+  if d == nil then return "." end
+  if d == "" then return "/" end
+  return d
+end
+
 --- "1 row", "2 rows"
 function _M.count(n, word)
   return ("%d %s%s"):format(n, word, n == 1 and "" or "s")

@@ -6,6 +6,7 @@
 --   local info = assert(gateway.prepare{ listen = "127.0.0.1:8080", keys = "…", token_file = "…", … })
 --   os.exit(gateway.run(info))
 local core = require "exactonline.core"
+local dirname = require("exactonline.cli.util").dirname
 local keys = require "exactonline.gateway.keys"
 local conf = require "exactonline.gateway.conf"
 
@@ -25,13 +26,6 @@ local function exists(path)
   local f = io.open(path, "rb")
   if f then f:close() return true end
   return false
-end
-
-local function dirname(path)
-  local d = path:match("^(.*)/[^/]*$")
-  if d == nil then return "." end
-  if d == "" then return "/" end
-  return d
 end
 
 local function absolute(path)

@@ -6,6 +6,7 @@
 --   keys.matcher(doc)       --> function(presented) --> name | nil, "revoked"|"unknown", name
 -- Runs outside nginx (the CLI) and inside it (the gateway re-reads the file when it changes).
 local core = require "exactonline.core"
+local dirname = require("exactonline.cli.util").dirname
 local cjson = require("cjson").new()
 
 local io, type, tostring, ipairs, pcall, os_time, error = io, type, tostring, ipairs, pcall, os.time, error
@@ -77,13 +78,6 @@ local function find(doc, name)
   for i, k in ipairs(doc.keys) do
     if k.name == name then return k, i end
   end
-end
-
-local function dirname(path)
-  local d = path:match("^(.*)/[^/]*$")
-  if d == nil then return "." end
-  if d == "" then return "/" end
-  return d
 end
 
 -- write doc atomically (0600); run as root, the file keeps its owner (or takes its folder's), so a

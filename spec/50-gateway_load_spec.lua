@@ -100,21 +100,27 @@ describe("the gateway, 200 clients at once across an access-token expiry", funct
   end)
 end)
 
-describe("the gateway pacing clients that send faster than the minutely limit", function()
-  local sb, gw, path
-
+-- a sandbox and a 2-worker gateway for the describe block it is called in (started in setup, stopped in
+-- teardown); the call's path: one account, the cheapest call
+local function use_gateway()
+  local env = {}
   setup(function()
-    sb = helpers.sandbox { accounts = 20 }
-    gw = gw_harness.start { sandbox = sb, workers = 2, keys = { "load" } }
-    path = ("/api/v1/%d/crm/Accounts?$select=ID&$top=1"):format(sb.division)
+    env.sb = helpers.sandbox { accounts = 20 }
+    env.gw = gw_harness.start { sandbox = env.sb, workers = 2, keys = { "load" } }
+    env.path = ("/api/v1/%d/crm/Accounts?$select=ID&$top=1"):format(env.sb.division)
   end)
-
   teardown(function()
-    if gw then gw:stop() end
-    if sb then sb:stop() end
+    if env.gw then env.gw:stop() end
+    if env.sb then env.sb:stop() end
   end)
+  return env
+end
+
+describe("the gateway pacing clients that send faster than the minutely limit", function()
+  local env = use_gateway()
 
   it("sends at most 60 calls per window, fills each whole window, and earns no 429 from Exact", function()
+    local sb, gw, path = env.sb, env.gw, env.path
     sb:limits { minutely = 60, daily = 100000, window = 4 }
     local before = sb:stats()
     local answers = burst(gw, path, 150, 40) -- 150 calls at once: three windows' worth
@@ -127,6 +133,7 @@ describe("the gateway pacing clients that send faster than the minutely limit", 
   end)
 
   it("answers 429 with Retry-After once the daily budget is spent, without calling Exact", function()
+    local sb, gw, path = env.sb, env.gw, env.path
     sb:limits { minutely = 100000, daily = 100000 }
     local status, headers = gw:get(path, { key = gw.keys.load })
     assert.equal(200, status)
@@ -150,20 +157,10 @@ end)
 for _, skew in ipairs { 600, -600 } do
   describe("the gateway pacing by Exact's clock when it runs 10 minutes " .. (skew > 0 and "ahead of" or "behind")
     .. " ours", function()
-    local sb, gw, path
-
-    setup(function()
-      sb = helpers.sandbox { accounts = 20 }
-      gw = gw_harness.start { sandbox = sb, workers = 2, keys = { "load" } }
-      path = ("/api/v1/%d/crm/Accounts?$select=ID&$top=1"):format(sb.division)
-    end)
-
-    teardown(function()
-      if gw then gw:stop() end
-      if sb then sb:stop() end
-    end)
+    local env = use_gateway()
 
     it("still fills each window to 60 calls and earns no 429 (the resets are read against Exact's Date)", function()
+      local sb, gw, path = env.sb, env.gw, env.path
       sb:limits { minutely = 60, daily = 100000, window = 4 }
       sb:advance(skew)
       assert.equal(200, (gw:get(path, { key = gw.keys.load }))) -- the clock learned (ahead: after a refresh)
